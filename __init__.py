@@ -1,0 +1,45 @@
+import asyncio
+
+from fastapi import APIRouter
+from lnbits.db import Database
+
+db = Database("ext_satmachineadmin")
+
+satmachineadmin_ext: APIRouter = APIRouter(
+    prefix="/satmachineadmin", tags=["satmachineadmin"]
+)
+
+satmachineadmin_static_files = [
+    {
+        "path": "/satmachineadmin/static",
+        "name": "satmachineadmin_static",
+    }
+]
+
+from .tasks import start_tasks, stop_tasks  # noqa: E402
+from .views import satmachineadmin_generic_router  # noqa: E402
+from .views_api import satmachineadmin_api_router  # noqa: E402
+
+satmachineadmin_ext.include_router(satmachineadmin_generic_router)
+satmachineadmin_ext.include_router(satmachineadmin_api_router)
+
+scheduled_tasks: list[asyncio.Task] = []
+
+
+def satmachineadmin_start() -> None:
+    """Start the invoice listener, the settlement worker and recovery."""
+    scheduled_tasks.extend(start_tasks())
+
+
+def satmachineadmin_stop() -> None:
+    stop_tasks(scheduled_tasks)
+    scheduled_tasks.clear()
+
+
+__all__ = [
+    "db",
+    "satmachineadmin_ext",
+    "satmachineadmin_start",
+    "satmachineadmin_static_files",
+    "satmachineadmin_stop",
+]

@@ -1,0 +1,826 @@
+"""Data access. Every listing an operator makes is filtered on
+``operator_user_id``; every LP listing on ``user_id``.
+
+All SQL goes through ``_execute``/``_fetchall`` below rather than LNbits'
+``Connection.execute``: those commit after each statement and strip ``<...>``
+from string parameters, while here a caller can group statements into one
+transaction (``async with transaction() as conn``) and notes keep their text.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from typing import Any, TypeVar
+from uuid import uuid4
+
+from lnbits.db import SQLITE, Connection, dict_to_model, insert_query, model_to_dict
+from pydantic import BaseModel
+from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
+
+from . import db
+from .calculations import from_minor_units
+from .models import (
+    ClientBalance,
+    CommissionSplit,
+    CommissionSplitLeg,
+    DcaClient,
+    DcaDeposit,
+    DcaPayment,
+    DcaSettlement,
+    Machine,
+    SuperConfig,
+    utc_now,
+)
+
+T = TypeVar("T", bound=BaseModel)
+S = "satmachineadmin"
+
+
+def new_id() -> str:
+    return uuid4().hex
+
+
+# --- the SQL executor --------------------------------------------------------
+
+
+def _param(conn: Connection, value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return str(value)
+    if isinstance(value, datetime):
+        if value.tzinfo is None:  # lnbits' model_to_dict drops the UTC zone
+            value = value.replace(tzinfo=timezone.utc)
+        value = value.astimezone(timezone.utc)
+        return value.timestamp() if conn.type == SQLITE else value.replace(tzinfo=None)
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return value
+
+
+def _params(conn: Connection, values: dict[str, Any] | None) -> dict[str, Any]:
+    return {k: _param(conn, v) for k, v in (values or {}).items()}
+
+
+async def _execute(
+    conn: Connection, sql: str, values: dict[str, Any] | None = None, *, commit=True
+) -> Any:
+    result = await conn.conn.execute(
+        text(conn.rewrite_query(sql)), _params(conn, values)
+    )
+    if commit:
+        await conn.conn.commit()
+    return result
+
+
+async def _fetchall(
+    conn: Connection, sql: str, values: dict[str, Any] | None, model: type[T]
+) -> list[T]:
+    result = await conn.conn.execute(
+        text(conn.rewrite_query(sql)), _params(conn, values)
+    )
+    rows = result.mappings().all()
+    return [dict_to_model(dict(row), model) for row in rows]
+
+
+async def _fetchone(
+    conn: Connection, sql: str, values: dict[str, Any] | None, model: type[T]
+) -> T | None:
+    rows = await _fetchall(conn, sql, values, model)
+    return rows[0] if rows else None
+
+
+async def _scalar_rows(
+    conn: Connection, sql: str, values: dict[str, Any] | None = None
+) -> list[dict[str, Any]]:
+    result = await conn.conn.execute(
+        text(conn.rewrite_query(sql)), _params(conn, values)
+    )
+    return [dict(row) for row in result.mappings().all()]
+
+
+async def _insert(
+    conn: Connection, table: str, model: BaseModel, *, commit: bool = True
+) -> None:
+    values = model_to_dict(model)
+    await _execute(conn, insert_query(f"{S}.{table}", model), values, commit=commit)
+
+
+async def _update(
+    conn: Connection, table: str, model: BaseModel, *, commit: bool = True
+) -> None:
+    values = model_to_dict(model)
+    sets = ", ".join(f'"{k}" = :{k}' for k in values if k != "id")
+    await _execute(
+        conn, f"UPDATE {S}.{table} SET {sets} WHERE id = :id", values, commit=commit
+    )
+
+
+@asynccontextmanager
+async def connection(conn: Connection | None = None) -> AsyncIterator[Connection]:
+    """The caller's connection, or a new one (held for the block)."""
+    if conn is not None:
+        yield conn
+        return
+    async with db.connect() as new_conn:
+        yield new_conn
+
+
+@asynccontextmanager
+async def transaction() -> AsyncIterator[Connection]:
+    """One atomic unit: commits at the end, rolls back on any exception.
+    Use with ``commit=False`` on the helpers inside."""
+    async with db.connect() as conn:
+        try:
+            yield conn
+            await conn.conn.commit()
+        except BaseException:
+            await conn.conn.rollback()
+            raise
+
+
+def _page(limit: int, offset: int) -> dict[str, int]:
+    return {"limit": limit, "offset": offset}
+
+
+# --- platform config -------------------------------------------------------
+
+
+async def get_super_config(conn: Connection | None = None) -> SuperConfig:
+    async with connection(conn) as c:
+        row = await _fetchone(
+            c, f"SELECT * FROM {S}.super_config WHERE id = 'singleton'", None, SuperConfig
+        )
+    return row or SuperConfig()
+
+
+async def set_super_config(
+    super_fee_pct: Decimal, super_fee_wallet_id: str | None
+) -> SuperConfig:
+    config = SuperConfig(
+        super_fee_pct=super_fee_pct, super_fee_wallet_id=super_fee_wallet_id
+    )
+    async with transaction() as c:
+        await _execute(
+            c, f"DELETE FROM {S}.super_config WHERE id = 'singleton'", commit=False
+        )
+        await _insert(c, "super_config", config, commit=False)
+    return config
+
+
+# --- machines --------------------------------------------------------------
+
+
+async def create_machine(machine: Machine) -> Machine:
+    async with connection() as c:
+        await _insert(c, "machines", machine)
+    return machine
+
+
+async def get_machine(machine_id: str, conn: Connection | None = None) -> Machine | None:
+    async with connection(conn) as c:
+        return await _fetchone(
+            c, f"SELECT * FROM {S}.machines WHERE id = :id", {"id": machine_id}, Machine
+        )
+
+
+async def get_operator_machine(machine_id: str, operator_user_id: str) -> Machine | None:
+    machine = await get_machine(machine_id)
+    if machine is None or machine.operator_user_id != operator_user_id:
+        return None
+    return machine
+
+
+async def get_machine_by_wallet(
+    wallet_id: str, conn: Connection | None = None
+) -> Machine | None:
+    async with connection(conn) as c:
+        return await _fetchone(
+            c,
+            f"SELECT * FROM {S}.machines WHERE wallet_id = :w",
+            {"w": wallet_id},
+            Machine,
+        )
+
+
+async def get_machine_by_npub(npub: str) -> Machine | None:
+    async with connection() as c:
+        return await _fetchone(
+            c, f"SELECT * FROM {S}.machines WHERE npub = :n", {"n": npub}, Machine
+        )
+
+
+async def list_machines(
+    operator_user_id: str, limit: int = 100, offset: int = 0
+) -> list[Machine]:
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"""SELECT * FROM {S}.machines WHERE operator_user_id = :op
+                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+            {"op": operator_user_id, **_page(limit, offset)},
+            Machine,
+        )
+
+
+async def list_active_machines(conn: Connection | None = None) -> list[Machine]:
+    async with connection(conn) as c:
+        return await _fetchall(
+            c, f"SELECT * FROM {S}.machines WHERE is_active = TRUE", None, Machine
+        )
+
+
+async def update_machine(machine: Machine) -> Machine:
+    machine.updated_at = utc_now()
+    async with connection() as c:
+        await _update(c, "machines", machine)
+    return machine
+
+
+async def machine_has_settlements(machine_id: str) -> bool:
+    async with connection() as c:
+        rows = await _scalar_rows(
+            c,
+            f"SELECT 1 AS x FROM {S}.settlements WHERE machine_id = :m LIMIT 1",
+            {"m": machine_id},
+        )
+    return bool(rows)
+
+
+async def delete_machine(machine_id: str) -> None:
+    """Delete a machine with no settlements, and its LPs, deposits and rules."""
+    async with transaction() as c:
+        for sql in (
+            f"DELETE FROM {S}.deposits WHERE machine_id = :m",
+            f"DELETE FROM {S}.payments WHERE machine_id = :m",
+            f"DELETE FROM {S}.clients WHERE machine_id = :m",
+            f"DELETE FROM {S}.commission_splits WHERE machine_id = :m",
+            f"DELETE FROM {S}.telemetry WHERE machine_id = :m",
+            f"DELETE FROM {S}.machines WHERE id = :m",
+        ):
+            await _execute(c, sql, {"m": machine_id}, commit=False)
+
+
+# --- LP positions ----------------------------------------------------------
+
+
+async def create_client(client: DcaClient) -> DcaClient:
+    async with connection() as c:
+        await _insert(c, "clients", client)
+    return client
+
+
+async def get_client(client_id: str, conn: Connection | None = None) -> DcaClient | None:
+    async with connection(conn) as c:
+        return await _fetchone(
+            c, f"SELECT * FROM {S}.clients WHERE id = :id", {"id": client_id}, DcaClient
+        )
+
+
+async def get_operator_client(client_id: str, operator_user_id: str) -> DcaClient | None:
+    client = await get_client(client_id)
+    if client is None or client.operator_user_id != operator_user_id:
+        return None
+    return client
+
+
+async def list_clients(
+    operator_user_id: str,
+    machine_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[DcaClient]:
+    where = "operator_user_id = :op"
+    if machine_id is not None:
+        where += " AND machine_id = :m"
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"""SELECT * FROM {S}.clients WHERE {where}
+                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+            {"op": operator_user_id, "m": machine_id, **_page(limit, offset)},
+            DcaClient,
+        )
+
+
+async def list_clients_for_user(user_id: str) -> list[DcaClient]:
+    """An LP's positions across every operator of the instance."""
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"SELECT * FROM {S}.clients WHERE user_id = :u ORDER BY created_at DESC",
+            {"u": user_id},
+            DcaClient,
+        )
+
+
+async def update_client(client: DcaClient) -> DcaClient:
+    client.updated_at = utc_now()
+    async with connection() as c:
+        await _update(c, "clients", client)
+    return client
+
+
+async def client_has_history(client_id: str) -> bool:
+    async with connection() as c:
+        rows = await _scalar_rows(
+            c,
+            f"""SELECT 1 AS x FROM {S}.payments WHERE client_id = :c
+                UNION ALL
+                SELECT 1 AS x FROM {S}.deposits
+                WHERE client_id = :c AND status = 'confirmed'""",
+            {"c": client_id},
+        )
+    return bool(rows)
+
+
+async def delete_client(client_id: str) -> None:
+    async with transaction() as c:
+        await _execute(
+            c,
+            f"DELETE FROM {S}.deposits WHERE client_id = :c",
+            {"c": client_id},
+            commit=False,
+        )
+        await _execute(
+            c, f"DELETE FROM {S}.clients WHERE id = :c", {"c": client_id}, commit=False
+        )
+
+
+# Fiat an LP has been charged: its DCA and settlement legs that completed or
+# are still owed (pending, or failed and awaiting a retry). Voided and skipped
+# legs charge nothing.
+_CHARGED = "('pending', 'completed', 'failed')"
+
+
+async def get_client_balances(
+    client_ids: Sequence[str], conn: Connection | None = None
+) -> dict[str, ClientBalance]:
+    """Balances of many LP positions in one aggregate query."""
+    if not client_ids:
+        return {}
+    names = {f"c{i}": cid for i, cid in enumerate(client_ids)}
+    placeholders = ", ".join(f":{n}" for n in names)
+    sql = f"""
+        SELECT c.id AS client_id, m.currency AS currency,
+          COALESCE((SELECT SUM(d.amount_minor) FROM {S}.deposits d
+                    WHERE d.client_id = c.id AND d.status = 'confirmed'), 0)
+            AS deposits_minor,
+          COALESCE((SELECT SUM(p.fiat_amount_minor) FROM {S}.payments p
+                    WHERE p.client_id = c.id AND p.leg_type IN ('dca', 'settlement')
+                    AND p.status IN {_CHARGED}), 0) AS charged_minor,
+          COALESCE((SELECT SUM(p.amount_sats) FROM {S}.payments p
+                    WHERE p.client_id = c.id AND p.leg_type IN ('dca', 'settlement')
+                    AND p.status = 'completed'), 0) AS sats
+        FROM {S}.clients c JOIN {S}.machines m ON m.id = c.machine_id
+        WHERE c.id IN ({placeholders})
+    """
+    async with connection(conn) as c:
+        rows = await _scalar_rows(c, sql, names)
+    balances = {}
+    for row in rows:
+        currency = row["currency"]
+        deposits = from_minor_units(int(row["deposits_minor"]), currency)
+        charged = from_minor_units(int(row["charged_minor"]), currency)
+        balances[row["client_id"]] = ClientBalance(
+            client_id=row["client_id"],
+            currency=currency,
+            total_deposits=deposits,
+            total_charged=charged,
+            remaining_balance=max(deposits - charged, Decimal(0)),
+            total_sats=int(row["sats"]),
+        )
+    return balances
+
+
+async def get_flow_clients(
+    machine_id: str, conn: Connection | None = None
+) -> list[DcaClient]:
+    """Active flow-mode positions at a machine, oldest first."""
+    async with connection(conn) as c:
+        return await _fetchall(
+            c,
+            f"""SELECT * FROM {S}.clients WHERE machine_id = :m
+                AND status = 'active' AND dca_mode = 'flow'
+                ORDER BY created_at, id""",
+            {"m": machine_id},
+            DcaClient,
+        )
+
+
+# --- deposits --------------------------------------------------------------
+
+
+async def create_deposit(deposit: DcaDeposit) -> DcaDeposit:
+    async with connection() as c:
+        await _insert(c, "deposits", deposit)
+    return deposit
+
+
+async def get_deposit(deposit_id: str) -> DcaDeposit | None:
+    async with connection() as c:
+        return await _fetchone(
+            c, f"SELECT * FROM {S}.deposits WHERE id = :id", {"id": deposit_id}, DcaDeposit
+        )
+
+
+async def list_deposits(
+    operator_user_id: str,
+    client_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[DcaDeposit]:
+    where = "operator_user_id = :op"
+    if client_id is not None:
+        where += " AND client_id = :c"
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"""SELECT * FROM {S}.deposits WHERE {where}
+                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+            {"op": operator_user_id, "c": client_id, **_page(limit, offset)},
+            DcaDeposit,
+        )
+
+
+async def list_deposits_for_user(
+    user_id: str, limit: int = 100, offset: int = 0
+) -> list[DcaDeposit]:
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"""SELECT d.* FROM {S}.deposits d JOIN {S}.clients c ON c.id = d.client_id
+                WHERE c.user_id = :u ORDER BY d.created_at DESC, d.id
+                LIMIT :limit OFFSET :offset""",
+            {"u": user_id, **_page(limit, offset)},
+            DcaDeposit,
+        )
+
+
+async def update_deposit_if_pending(deposit: DcaDeposit) -> bool:
+    """Write a deposit only while it is still pending: confirmed ones are
+    immutable. Returns False when it was no longer pending."""
+    deposit.updated_at = utc_now()
+    async with connection() as c:
+        values = model_to_dict(deposit)
+        sets = ", ".join(f'"{k}" = :{k}' for k in values if k != "id")
+        result = await _execute(
+            c,
+            f"""UPDATE {S}.deposits SET {sets}
+                WHERE id = :id AND status = 'pending'""",
+            values,
+        )
+    return result.rowcount == 1
+
+
+async def delete_deposit_if_pending(deposit_id: str) -> bool:
+    async with connection() as c:
+        result = await _execute(
+            c,
+            f"DELETE FROM {S}.deposits WHERE id = :id AND status = 'pending'",
+            {"id": deposit_id},
+        )
+    return result.rowcount == 1
+
+
+# --- settlements -----------------------------------------------------------
+
+
+async def create_settlement_idempotent(
+    settlement: DcaSettlement,
+) -> tuple[DcaSettlement, bool]:
+    """Land a settlement once per payment hash. Returns (row, created)."""
+    async with connection() as c:
+        try:
+            await _insert(c, "settlements", settlement)
+            return settlement, True
+        except IntegrityError:
+            await c.conn.rollback()
+        existing = await _fetchone(
+            c,
+            f"SELECT * FROM {S}.settlements WHERE payment_hash = :h",
+            {"h": settlement.payment_hash},
+            DcaSettlement,
+        )
+    if existing is None:  # the conflict was not on payment_hash
+        raise ValueError(f"could not land settlement {settlement.payment_hash}")
+    return existing, False
+
+
+async def get_settlement(
+    settlement_id: str, conn: Connection | None = None
+) -> DcaSettlement | None:
+    async with connection(conn) as c:
+        return await _fetchone(
+            c,
+            f"SELECT * FROM {S}.settlements WHERE id = :id",
+            {"id": settlement_id},
+            DcaSettlement,
+        )
+
+
+async def get_settlement_by_payment_hash(payment_hash: str) -> DcaSettlement | None:
+    async with connection() as c:
+        return await _fetchone(
+            c,
+            f"SELECT * FROM {S}.settlements WHERE payment_hash = :h",
+            {"h": payment_hash},
+            DcaSettlement,
+        )
+
+
+async def get_known_payment_hashes(
+    machine_id: str, hashes: Sequence[str]
+) -> set[str]:
+    if not hashes:
+        return set()
+    names = {f"h{i}": h for i, h in enumerate(hashes)}
+    placeholders = ", ".join(f":{n}" for n in names)
+    async with connection() as c:
+        rows = await _scalar_rows(
+            c,
+            f"""SELECT payment_hash FROM {S}.settlements
+                WHERE payment_hash IN ({placeholders})""",
+            names,
+        )
+    return {row["payment_hash"] for row in rows}
+
+
+async def list_settlements(
+    operator_user_id: str,
+    status: str | None = None,
+    machine_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[DcaSettlement]:
+    where = "operator_user_id = :op"
+    if status is not None:
+        where += " AND status = :status"
+    if machine_id is not None:
+        where += " AND machine_id = :m"
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"""SELECT * FROM {S}.settlements WHERE {where}
+                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+            {
+                "op": operator_user_id,
+                "status": status,
+                "m": machine_id,
+                **_page(limit, offset),
+            },
+            DcaSettlement,
+        )
+
+
+async def update_settlement(
+    settlement: DcaSettlement, conn: Connection | None = None, *, commit: bool = True
+) -> DcaSettlement:
+    settlement.updated_at = utc_now()
+    async with connection(conn) as c:
+        await _update(c, "settlements", settlement, commit=commit)
+    return settlement
+
+
+async def claim_settlement(settlement_id: str, lease: timedelta) -> bool:
+    """Take a settlement for processing, atomically: from `pending`, or from a
+    `processing` whose lease ran out (its worker died). Exactly one caller,
+    in any number of processes sharing the database, gets True."""
+    now = utc_now()
+    async with connection() as c:
+        result = await _execute(
+            c,
+            f"""UPDATE {S}.settlements
+                SET status = 'processing', claimed_until = :until, updated_at = :now
+                WHERE id = :id AND (status = 'pending'
+                  OR (status = 'processing' AND claimed_until < :now))""",
+            {"id": settlement_id, "until": now + lease, "now": now},
+        )
+    return result.rowcount == 1
+
+
+async def list_settlement_ids_to_resume() -> list[str]:
+    """Pending settlements and processing ones whose lease ran out."""
+    async with connection() as c:
+        rows = await _scalar_rows(
+            c,
+            f"""SELECT id FROM {S}.settlements WHERE status = 'pending'
+                OR (status = 'processing' AND claimed_until < :now)
+                ORDER BY created_at""",
+            {"now": utc_now()},
+        )
+    return [row["id"] for row in rows]
+
+
+async def list_stuck_settlements(
+    operator_user_id: str, older_than: timedelta, limit: int = 100, offset: int = 0
+) -> list[DcaSettlement]:
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"""SELECT * FROM {S}.settlements WHERE operator_user_id = :op
+                AND (status = 'errored' OR (status IN ('pending', 'processing')
+                     AND updated_at < :cutoff))
+                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+            {
+                "op": operator_user_id,
+                "cutoff": utc_now() - older_than,
+                **_page(limit, offset),
+            },
+            DcaSettlement,
+        )
+
+
+# --- commission split rules ------------------------------------------------
+
+
+def _scope(machine_id: str | None) -> str:
+    return "machine_id = :m" if machine_id is not None else "machine_id IS NULL"
+
+
+async def get_commission_splits(
+    operator_user_id: str, machine_id: str | None, conn: Connection | None = None
+) -> list[CommissionSplit]:
+    """The rules of exactly this scope: the default (machine_id None) or one
+    machine's override."""
+    async with connection(conn) as c:
+        return await _fetchall(
+            c,
+            f"""SELECT * FROM {S}.commission_splits
+                WHERE operator_user_id = :op AND {_scope(machine_id)}
+                ORDER BY position""",
+            {"op": operator_user_id, "m": machine_id},
+            CommissionSplit,
+        )
+
+
+async def get_effective_commission_splits(
+    operator_user_id: str, machine_id: str, conn: Connection | None = None
+) -> list[CommissionSplit]:
+    """What the pipeline applies: the machine's override, else the default."""
+    override = await get_commission_splits(operator_user_id, machine_id, conn)
+    return override or await get_commission_splits(operator_user_id, None, conn)
+
+
+async def replace_commission_splits(
+    operator_user_id: str, machine_id: str | None, legs: Sequence[CommissionSplitLeg]
+) -> list[CommissionSplit]:
+    """Replace one scope's rules atomically (no legs clears them)."""
+    rows = [
+        CommissionSplit(
+            id=new_id(),
+            operator_user_id=operator_user_id,
+            machine_id=machine_id,
+            position=i,
+            wallet_id=leg.wallet_id,
+            pct=leg.pct,
+            label=leg.label,
+        )
+        for i, leg in enumerate(legs)
+    ]
+    async with transaction() as c:
+        await _execute(
+            c,
+            f"""DELETE FROM {S}.commission_splits
+                WHERE operator_user_id = :op AND {_scope(machine_id)}""",
+            {"op": operator_user_id, "m": machine_id},
+            commit=False,
+        )
+        for row in rows:
+            await _insert(c, "commission_splits", row, commit=False)
+    return rows
+
+
+# --- payment legs ----------------------------------------------------------
+
+
+async def insert_legs(legs: Sequence[DcaPayment]) -> None:
+    """Record a whole distribution plan at once: all of its legs or none."""
+    async with transaction() as c:
+        for leg in legs:
+            await _insert(c, "payments", leg, commit=False)
+
+
+async def insert_leg(leg: DcaPayment) -> bool:
+    """Record one leg; False when its idempotency key already exists."""
+    async with connection() as c:
+        try:
+            await _insert(c, "payments", leg)
+            return True
+        except IntegrityError:
+            await c.conn.rollback()
+            return False
+
+
+async def get_leg(leg_id: str) -> DcaPayment | None:
+    async with connection() as c:
+        return await _fetchone(
+            c, f"SELECT * FROM {S}.payments WHERE id = :id", {"id": leg_id}, DcaPayment
+        )
+
+
+async def get_legs(
+    settlement_id: str, distribution_round: int | None = None
+) -> list[DcaPayment]:
+    where = "settlement_id = :s"
+    if distribution_round is not None:
+        where += " AND distribution_round = :r"
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"SELECT * FROM {S}.payments WHERE {where} ORDER BY created_at, id",
+            {"s": settlement_id, "r": distribution_round},
+            DcaPayment,
+        )
+
+
+async def update_leg(leg: DcaPayment) -> DcaPayment:
+    leg.updated_at = utc_now()
+    async with connection() as c:
+        await _update(c, "payments", leg)
+    return leg
+
+
+async def set_leg_invoice_once(leg_id: str, payment_request: str, payment_hash: str) -> bool:
+    """Attach the transfer's invoice to a leg, once: the first writer wins, so
+    a leg is only ever paid through one invoice."""
+    async with connection() as c:
+        result = await _execute(
+            c,
+            f"""UPDATE {S}.payments SET payment_request = :pr, payment_hash = :ph,
+                updated_at = :now
+                WHERE id = :id AND payment_hash IS NULL AND status = 'pending'""",
+            {"id": leg_id, "pr": payment_request, "ph": payment_hash, "now": utc_now()},
+        )
+    return result.rowcount == 1
+
+
+async def void_unpaid_legs(settlement_id: str) -> int:
+    async with connection() as c:
+        result = await _execute(
+            c,
+            f"""UPDATE {S}.payments SET status = 'voided', updated_at = :now
+                WHERE settlement_id = :s AND status IN ('pending', 'failed', 'skipped')""",
+            {"s": settlement_id, "now": utc_now()},
+        )
+    return int(result.rowcount)
+
+
+async def list_payments(
+    operator_user_id: str,
+    leg_type: str | None = None,
+    status: str | None = None,
+    settlement_id: str | None = None,
+    client_id: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> list[DcaPayment]:
+    where = "operator_user_id = :op"
+    filters = {
+        "leg_type": leg_type,
+        "status": status,
+        "settlement_id": settlement_id,
+        "client_id": client_id,
+    }
+    for column, value in filters.items():
+        if value is not None:
+            where += f" AND {column} = :{column}"
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"""SELECT * FROM {S}.payments WHERE {where}
+                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+            {"op": operator_user_id, **filters, **_page(limit, offset)},
+            DcaPayment,
+        )
+
+
+async def list_payments_for_user(
+    user_id: str, limit: int = 100, offset: int = 0
+) -> list[DcaPayment]:
+    """An LP's payouts: DCA and settlement legs to any of its positions."""
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"""SELECT p.* FROM {S}.payments p JOIN {S}.clients c ON c.id = p.client_id
+                WHERE c.user_id = :u AND p.leg_type IN ('dca', 'settlement')
+                AND p.status = 'completed'
+                ORDER BY p.created_at DESC, p.id LIMIT :limit OFFSET :offset""",
+            {"u": user_id, **_page(limit, offset)},
+            DcaPayment,
+        )
+
+
+async def list_unfinished_legs() -> list[DcaPayment]:
+    """Legs that may have been cut off mid-payment (for start-up recovery)."""
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"""SELECT * FROM {S}.payments
+                WHERE status = 'pending' AND payment_hash IS NOT NULL""",
+            None,
+            DcaPayment,
+        )

@@ -1,0 +1,7 @@
+window.app = Vue.createApp({
+  el: '#vue',
+  mixins: [windowMixin],
+  data() {
+    return {}
+  }
+})
