@@ -1,5 +1,3 @@
-import asyncio
-
 from fastapi import APIRouter
 from lnbits.db import Database
 
@@ -16,14 +14,14 @@ satmachineadmin_static_files = [
     }
 ]
 
-from .tasks import start_tasks, stop_tasks  # noqa: E402
-from .views import satmachineadmin_generic_router  # noqa: E402
-from .views_api import satmachineadmin_api_router  # noqa: E402
+from .tasks import start_tasks, stop_tasks
+from .views import satmachineadmin_generic_router
+from .views_api import satmachineadmin_api_router
 
 satmachineadmin_ext.include_router(satmachineadmin_generic_router)
 satmachineadmin_ext.include_router(satmachineadmin_api_router)
 
-scheduled_tasks: list[asyncio.Task] = []
+scheduled_tasks: list = []
 
 
 def satmachineadmin_start() -> None:

@@ -152,7 +152,10 @@ def _page(limit: int, offset: int) -> dict[str, int]:
 async def get_super_config(conn: Connection | None = None) -> SuperConfig:
     async with connection(conn) as c:
         row = await _fetchone(
-            c, f"SELECT * FROM {S}.super_config WHERE id = 'singleton'", None, SuperConfig
+            c,
+            f"SELECT * FROM {S}.super_config WHERE id = 'singleton'",
+            None,
+            SuperConfig,
         )
     return row or SuperConfig()
 
@@ -180,14 +183,18 @@ async def create_machine(machine: Machine) -> Machine:
     return machine
 
 
-async def get_machine(machine_id: str, conn: Connection | None = None) -> Machine | None:
+async def get_machine(
+    machine_id: str, conn: Connection | None = None
+) -> Machine | None:
     async with connection(conn) as c:
         return await _fetchone(
             c, f"SELECT * FROM {S}.machines WHERE id = :id", {"id": machine_id}, Machine
         )
 
 
-async def get_operator_machine(machine_id: str, operator_user_id: str) -> Machine | None:
+async def get_operator_machine(
+    machine_id: str, operator_user_id: str
+) -> Machine | None:
     machine = await get_machine(machine_id)
     if machine is None or machine.operator_user_id != operator_user_id:
         return None
@@ -250,6 +257,36 @@ async def machine_has_settlements(machine_id: str) -> bool:
     return bool(rows)
 
 
+async def machine_has_payment_history(machine_id: str) -> bool:
+    """Payment legs or confirmed deposits at a machine: records a delete
+    would lose."""
+    async with connection() as c:
+        rows = await _scalar_rows(
+            c,
+            f"""SELECT 1 AS x FROM {S}.payments WHERE machine_id = :m
+                UNION ALL
+                SELECT 1 AS x FROM {S}.deposits
+                WHERE machine_id = :m AND status = 'confirmed'""",
+            {"m": machine_id},
+        )
+    return bool(rows)
+
+
+async def get_machines_by_ids(machine_ids: Sequence[str]) -> dict[str, Machine]:
+    if not machine_ids:
+        return {}
+    names = {f"m{i}": mid for i, mid in enumerate(dict.fromkeys(machine_ids))}
+    placeholders = ", ".join(f":{n}" for n in names)
+    async with connection() as c:
+        rows = await _fetchall(
+            c,
+            f"SELECT * FROM {S}.machines WHERE id IN ({placeholders})",
+            names,
+            Machine,
+        )
+    return {row.id: row for row in rows}
+
+
 async def delete_machine(machine_id: str) -> None:
     """Delete a machine with no settlements, and its LPs, deposits and rules."""
     async with transaction() as c:
@@ -273,14 +310,18 @@ async def create_client(client: DcaClient) -> DcaClient:
     return client
 
 
-async def get_client(client_id: str, conn: Connection | None = None) -> DcaClient | None:
+async def get_client(
+    client_id: str, conn: Connection | None = None
+) -> DcaClient | None:
     async with connection(conn) as c:
         return await _fetchone(
             c, f"SELECT * FROM {S}.clients WHERE id = :id", {"id": client_id}, DcaClient
         )
 
 
-async def get_operator_client(client_id: str, operator_user_id: str) -> DcaClient | None:
+async def get_operator_client(
+    client_id: str, operator_user_id: str
+) -> DcaClient | None:
     client = await get_client(client_id)
     if client is None or client.operator_user_id != operator_user_id:
         return None
@@ -315,6 +356,56 @@ async def list_clients_for_user(user_id: str) -> list[DcaClient]:
             {"u": user_id},
             DcaClient,
         )
+
+
+async def get_client_by_machine_user(machine_id: str, user_id: str) -> DcaClient | None:
+    """An LP holds at most one position per machine."""
+    async with connection() as c:
+        return await _fetchone(
+            c,
+            f"SELECT * FROM {S}.clients WHERE machine_id = :m AND user_id = :u",
+            {"m": machine_id, "u": user_id},
+            DcaClient,
+        )
+
+
+async def list_clients_for_user_page(
+    user_id: str, limit: int = 100, offset: int = 0
+) -> list[DcaClient]:
+    """One page of an LP's positions across every operator of the instance."""
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"""SELECT * FROM {S}.clients WHERE user_id = :u
+                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+            {"u": user_id, **_page(limit, offset)},
+            DcaClient,
+        )
+
+
+async def get_completed_payout_totals(
+    client_ids: Sequence[str],
+) -> dict[str, tuple[int, int]]:
+    """Per LP position: (fiat minor units, sats) of its completed DCA and
+    settlement legs, what its average price is computed from."""
+    if not client_ids:
+        return {}
+    names = {f"c{i}": cid for i, cid in enumerate(client_ids)}
+    placeholders = ", ".join(f":{n}" for n in names)
+    async with connection() as c:
+        rows = await _scalar_rows(
+            c,
+            f"""SELECT client_id, COALESCE(SUM(fiat_amount_minor), 0) AS fiat_minor,
+                  COALESCE(SUM(amount_sats), 0) AS sats
+                FROM {S}.payments
+                WHERE client_id IN ({placeholders})
+                AND leg_type IN ('dca', 'settlement') AND status = 'completed'
+                GROUP BY client_id""",
+            names,
+        )
+    return {
+        row["client_id"]: (int(row["fiat_minor"]), int(row["sats"])) for row in rows
+    }
 
 
 async def update_client(client: DcaClient) -> DcaClient:
@@ -423,7 +514,10 @@ async def create_deposit(deposit: DcaDeposit) -> DcaDeposit:
 async def get_deposit(deposit_id: str) -> DcaDeposit | None:
     async with connection() as c:
         return await _fetchone(
-            c, f"SELECT * FROM {S}.deposits WHERE id = :id", {"id": deposit_id}, DcaDeposit
+            c,
+            f"SELECT * FROM {S}.deposits WHERE id = :id",
+            {"id": deposit_id},
+            DcaDeposit,
         )
 
 
@@ -532,9 +626,7 @@ async def get_settlement_by_payment_hash(payment_hash: str) -> DcaSettlement | N
         )
 
 
-async def get_known_payment_hashes(
-    machine_id: str, hashes: Sequence[str]
-) -> set[str]:
+async def get_known_payment_hashes(machine_id: str, hashes: Sequence[str]) -> set[str]:
     if not hashes:
         return set()
     names = {f"h{i}": h for i, h in enumerate(hashes)}
@@ -697,11 +789,24 @@ async def replace_commission_splits(
 # --- payment legs ----------------------------------------------------------
 
 
-async def insert_legs(legs: Sequence[DcaPayment]) -> None:
-    """Record a whole distribution plan at once: all of its legs or none."""
-    async with transaction() as c:
-        for leg in legs:
-            await _insert(c, "payments", leg, commit=False)
+async def insert_legs(legs: Sequence[DcaPayment], conn: Connection) -> None:
+    """Add legs to the caller's transaction (see ``transaction``), which commits
+    them all or none."""
+    for leg in legs:
+        await _insert(conn, "payments", leg, commit=False)
+
+
+async def lock_machine(machine_id: str, conn: Connection) -> None:
+    """Serialise work on one machine's LP balances for the rest of the caller's
+    transaction. In one process ``db.connect`` already serialises; across
+    processes PostgreSQL needs a row lock. SQLite serialises writers itself."""
+    if conn.type != SQLITE:
+        await _execute(
+            conn,
+            f"SELECT id FROM {S}.machines WHERE id = :m FOR UPDATE",
+            {"m": machine_id},
+            commit=False,
+        )
 
 
 async def insert_leg(leg: DcaPayment) -> bool:
@@ -723,12 +828,14 @@ async def get_leg(leg_id: str) -> DcaPayment | None:
 
 
 async def get_legs(
-    settlement_id: str, distribution_round: int | None = None
+    settlement_id: str,
+    distribution_round: int | None = None,
+    conn: Connection | None = None,
 ) -> list[DcaPayment]:
     where = "settlement_id = :s"
     if distribution_round is not None:
         where += " AND distribution_round = :r"
-    async with connection() as c:
+    async with connection(conn) as c:
         return await _fetchall(
             c,
             f"SELECT * FROM {S}.payments WHERE {where} ORDER BY created_at, id",
@@ -744,7 +851,9 @@ async def update_leg(leg: DcaPayment) -> DcaPayment:
     return leg
 
 
-async def set_leg_invoice_once(leg_id: str, payment_request: str, payment_hash: str) -> bool:
+async def set_leg_invoice_once(
+    leg_id: str, payment_request: str, payment_hash: str
+) -> bool:
     """Attach the transfer's invoice to a leg, once: the first writer wins, so
     a leg is only ever paid through one invoice."""
     async with connection() as c:
@@ -758,15 +867,51 @@ async def set_leg_invoice_once(leg_id: str, payment_request: str, payment_hash: 
     return result.rowcount == 1
 
 
-async def void_unpaid_legs(settlement_id: str) -> int:
+async def void_unpaid_legs(settlement_id: str, conn: Connection) -> int:
+    """Void a settlement's legs that paid nothing (in the caller's transaction)."""
+    result = await _execute(
+        conn,
+        f"""UPDATE {S}.payments SET status = 'voided', updated_at = :now
+            WHERE settlement_id = :s AND status IN ('pending', 'failed', 'skipped')""",
+        {"s": settlement_id, "now": utc_now()},
+        commit=False,
+    )
+    return int(result.rowcount)
+
+
+async def reset_failed_legs(settlement_id: str) -> int:
+    """Put a settlement's failed legs back in line for payment (a retry)."""
     async with connection() as c:
         result = await _execute(
             c,
-            f"""UPDATE {S}.payments SET status = 'voided', updated_at = :now
-                WHERE settlement_id = :s AND status IN ('pending', 'failed', 'skipped')""",
+            f"""UPDATE {S}.payments SET status = 'pending', updated_at = :now
+                WHERE settlement_id = :s AND status = 'failed'""",
             {"s": settlement_id, "now": utc_now()},
         )
     return int(result.rowcount)
+
+
+async def extend_claim(settlement_id: str, lease: timedelta) -> None:
+    async with connection() as c:
+        await _execute(
+            c,
+            f"""UPDATE {S}.settlements SET claimed_until = :until
+                WHERE id = :id AND status = 'processing'""",
+            {"id": settlement_id, "until": utc_now() + lease},
+        )
+
+
+async def append_settlement_note(settlement_id: str, entry: str) -> None:
+    """Append to the notes in one statement, so concurrent notes never lose
+    each other. Earlier entries are never rewritten."""
+    async with connection() as c:
+        await _execute(
+            c,
+            f"""UPDATE {S}.settlements
+                SET notes = COALESCE(notes || :sep, '') || :entry, updated_at = :now
+                WHERE id = :id""",
+            {"id": settlement_id, "entry": entry, "sep": "\n", "now": utc_now()},
+        )
 
 
 async def list_payments(

@@ -200,6 +200,54 @@ class ClientBalance(BaseModel):
     total_sats: int
 
 
+MAX_EXCHANGE_RATE = Decimal("1000000000000000")  # fiat per BTC, any currency
+
+
+class SettleClientData(BaseModel):
+    """Pay an LP its remaining (or the given) balance in sats."""
+
+    funding_wallet_id: str = Field(..., min_length=1, max_length=64)
+    exchange_rate: Decimal  # fiat per 1 BTC
+    amount_fiat: Decimal | None = None
+    notes: str | None = Field(None, max_length=MAX_NOTE_CHARS)
+
+    @validator("exchange_rate")
+    def _rate(cls, value: Decimal) -> Decimal:
+        if not value.is_finite() or value < 1:
+            raise ValueError("must be the fiat price of 1 BTC, at least 1")
+        if value >= MAX_EXCHANGE_RATE:
+            raise ValueError("is too large")
+        exponent = value.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -8:
+            raise ValueError("has more than 8 decimals")
+        return value
+
+    @validator("amount_fiat")
+    def _amount(cls, value: Decimal | None) -> Decimal | None:
+        return None if value is None else check_fiat_amount(value)
+
+
+class LpPosition(BaseModel):
+    """An LP's own view of one of its positions (any operator's machine)."""
+
+    client_id: str
+    machine_id: str
+    machine_name: str
+    operator_user_id: str
+    wallet_id: str
+    username: str | None = None
+    dca_mode: DcaMode
+    status: ClientStatus
+    currency: str
+    total_deposits: Decimal
+    total_charged: Decimal
+    remaining_balance: Decimal
+    sats_received: int
+    # Fiat paid per BTC on average (completed payouts); None before any sats.
+    average_price: Decimal | None = None
+    created_at: datetime
+
+
 # --- deposits --------------------------------------------------------------
 
 
@@ -303,7 +351,9 @@ class PartialDispenseData(BaseModel):
     @root_validator(skip_on_failure=True)
     def _exactly_one(cls, values: dict[str, Any]) -> dict[str, Any]:
         given = [
-            k for k in ("dispensed_fraction", "dispensed_sats") if values.get(k) is not None
+            k
+            for k in ("dispensed_fraction", "dispensed_sats")
+            if values.get(k) is not None
         ]
         if len(given) != 1:
             raise ValueError("give exactly one of dispensed_fraction, dispensed_sats")

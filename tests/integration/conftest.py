@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-import harness  # noqa: E402
+import harness
 
 harness.configure()
 
@@ -87,14 +87,15 @@ async def _load_actor(http: httpx.AsyncClient, token: str) -> Actor:
         Wallet(id=w["id"], adminkey=w["adminkey"], inkey=w["inkey"])
         for w in body["wallets"]
     ]
-    return Actor(id=body["id"], username=body.get("username") or "", token=token,
-                 wallets=wallets)
+    return Actor(
+        id=body["id"], username=body.get("username") or "", token=token, wallets=wallets
+    )
 
 
 @pytest.fixture(scope="session")
 async def superuser(http: httpx.AsyncClient) -> Actor:
     """The LNbits super user, set up through the real first-install flow."""
-    password = "super-secret-pw"  # noqa: S105
+    password = "super-secret-pw"
     response = await http.put(
         "/api/v1/auth/first_install",
         json={"username": "super", "password": password, "password_repeat": password},
@@ -121,7 +122,7 @@ async def make_user(http: httpx.AsyncClient, superuser: Actor) -> MakeUser:
 
     async def make(prefix: str = "user", extra_wallets: int = 0) -> Actor:
         username = f"{prefix}_{uuid.uuid4().hex[:8]}"
-        password = "correct-horse-battery"  # noqa: S105
+        password = "correct-horse-battery"
         response = await http.post(
             "/api/v1/auth/register",
             json={
@@ -164,7 +165,7 @@ async def wallet_balance(wallet_id: str) -> int:
     from lnbits.core.crud import get_wallet
 
     wallet = await get_wallet(wallet_id)
-    assert wallet is not None  # noqa: S101
+    assert wallet is not None
     return wallet.balance_msat // 1000
 
 
@@ -174,5 +175,5 @@ async def credit(wallet_id: str, sats: int) -> None:
     from lnbits.core.services import update_wallet_balance
 
     wallet = await get_wallet(wallet_id)
-    assert wallet is not None  # noqa: S101
+    assert wallet is not None
     await update_wallet_balance(wallet, sats)
