@@ -24,14 +24,14 @@ from collections.abc import Callable
 from datetime import timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 
-from lnbits.core.crud import get_standalone_payment
+from lnbits.core.crud import get_standalone_payment, get_wallet
 from lnbits.core.models import Payment
 from lnbits.core.services import create_invoice, pay_invoice
 from lnbits.exceptions import InvoiceError, PaymentError
 from loguru import logger
 
 from . import crud
-from .bitspire import EXTRA_KEY, Sale, is_sale, parse_sale, tag_for
+from .bitspire import EXTRA_KEY, Sale, is_bitspire, is_sale, parse_sale, tag_for
 from .calculations import (
     SATS_PER_BTC,
     allocate_dca,
@@ -93,6 +93,8 @@ async def land_payment(payment: Payment) -> DcaSettlement | None:
         amount_msat=payment.amount, memo=payment.memo, extra=extra, fallback=fallback
     ):
         return None
+    if not is_bitspire(extra) and await _is_operator_top_up(payment, machine):
+        return None
     sale = parse_sale(
         amount_msat=payment.amount,
         extra=extra,
@@ -103,19 +105,30 @@ async def land_payment(payment: Payment) -> DcaSettlement | None:
     settlement, created = await crud.create_settlement_idempotent(
         await _settlement_for(sale, machine, payment)
     )
-    if created:
-        if sale.error:
+    if sale.error:
+        # Every delivery makes sure of it: a crash right after landing must
+        # not leave the gross unaccounted for.
+        leg = _skipped(settlement, machine, "dca", settlement.gross_sats, INVALID_SALE)
+        if await crud.insert_leg(leg):
             logger.warning(
                 f"satmachineadmin: sale {payment.payment_hash} on machine "
                 f"{machine.name} landed errored: {sale.error}"
             )
-            await _hold_invalid_sale(settlement, machine)
-        elif sale.used_fallback_split:
-            logger.warning(
-                f"satmachineadmin: sale {payment.payment_hash} carries no bitSpire "
-                "data; commission back-derived from the machine's fallback rate"
-            )
+    elif created and sale.used_fallback_split:
+        logger.warning(
+            f"satmachineadmin: sale {payment.payment_hash} carries no bitSpire "
+            "data; commission back-derived from the machine's fallback rate"
+        )
     return settlement
+
+
+async def _is_operator_top_up(payment: Payment, machine: Machine) -> bool:
+    """A transfer from one of the operator's own LNbits wallets is a top-up."""
+    outgoing = await get_standalone_payment(f"internal_{payment.payment_hash}")
+    if outgoing is None or outgoing.amount >= 0:
+        return False
+    wallet = await get_wallet(outgoing.wallet_id)
+    return wallet is not None and wallet.user == machine.operator_user_id
 
 
 async def _settlement_for(
@@ -152,13 +165,6 @@ async def _settlement_for(
         error=f"{INVALID_SALE}: {sale.error}" if sale.error else None,
         paid_at=payment.time,
     )
-
-
-async def _hold_invalid_sale(settlement: DcaSettlement, machine: Machine) -> None:
-    """An errored sale pays nothing: its whole gross is one skipped leg."""
-    leg = _skipped(settlement, machine, "dca", settlement.gross_sats, INVALID_SALE)
-    async with crud.transaction() as conn:
-        await crud.insert_legs([leg], conn)
 
 
 # --- processing --------------------------------------------------------------
@@ -521,7 +527,7 @@ async def apply_partial_dispense(
     settlement = await crud.get_settlement(settlement_id)
     if settlement is None:
         raise NotFound("settlement not found")
-    _check_partial_allowed(settlement, await crud.get_legs(settlement.id))
+    _check_partial_allowed(settlement, await _settle_unknown_legs(settlement.id))
     if dispensed_sats is not None and dispensed_sats > settlement.gross_sats:
         raise Invalid(
             "dispensed_sats", f"is more than the sale's {settlement.gross_sats} sats"
@@ -571,6 +577,16 @@ async def apply_partial_dispense(
         await crud.update_settlement(settlement, conn, commit=False)
     await crud.append_settlement_note(settlement.id, note_entry(author_user_id, memo))
     return await process_settlement(settlement.id) or settlement
+
+
+async def _settle_unknown_legs(settlement_id: str) -> list[DcaPayment]:
+    """A settlement's legs, with any whose invoice LNbits paid (a crash before
+    it was recorded) marked completed first."""
+    legs = await crud.get_legs(settlement_id)
+    for i, leg in enumerate(legs):
+        if leg.status in ("pending", "failed") and await _was_paid(leg):
+            legs[i] = await _complete(leg)
+    return legs
 
 
 def _check_partial_allowed(settlement: DcaSettlement, legs: list[DcaPayment]) -> None:

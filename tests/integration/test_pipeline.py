@@ -142,6 +142,7 @@ async def test_fallback_machine_back_derives_and_keeps_the_principal(
 
 
 async def test_payments_that_are_not_sales_are_ignored(http, operator, customer):
+    await credit(operator.wallets[0].id, 10_000)
     from satmachineadmin import crud
 
     plain = await add_machine(operator, operator.wallets[1])
@@ -159,6 +160,8 @@ async def test_payments_that_are_not_sales_are_ignored(http, operator, customer)
             gross_sats=1000,
             extra={"tag": "lnurlp"},
         ),
+        # the operator topping up a fallback machine from their own wallet
+        await make_sale(http, operator.wallets[2], operator.wallets[0], gross_sats=700),
         # a sale-shaped payment into a wallet that is no machine's
         await make_sale(
             http, operator.wallets[3], customer.wallet, sale=dca_sale(plain)
