@@ -1,0 +1,103 @@
+# satmachineadmin: an LNbits extension. On a machine with only Python 3.10-3.12,
+# `make run` and `make test` set everything up themselves (see `make venv`).
+
+.DEFAULT_GOAL := help
+SHELL := /bin/bash
+
+# The first of these that runs and is 3.10 to 3.12 (LNbits 1.6 supports those).
+PYTHON ?= $(shell for p in python3.12 python3.11 python3.10 python3 python; do \
+	if $$p -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12)))' >/dev/null 2>&1; \
+	then echo $$p; break; fi; done)
+
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+# Runtime (as in pyproject.toml) and dev tools (pyproject.toml's dev group, plus
+# schemathesis and playwright). Keep in step with pyproject.toml.
+RUNTIME_DEPS := "lnbits==1.6.2" "bitstring<5"
+DEV_DEPS := "pytest>=8" "pytest-asyncio>=1.0" "hypothesis>=6.100" "ruff>=0.6" \
+	"mypy>=1.10" schemathesis playwright
+
+PG_URL ?= postgres://postgres@127.0.0.1:5432
+# pytest reads tests/pytest.ini when it is given tests/ (rootdir tests/: the
+# repository root is the extension package and must not be imported as one).
+TESTS ?= tests
+PYTEST_ARGS ?=
+RUN_ARGS ?=
+
+.PHONY: help venv run test test-pg lint checkruff checkformat mypy format check bench clean-run
+
+help:
+	@echo "make run       set up .venv and run LNbits + this extension on 127.0.0.1:5000"
+	@echo "make test      run the tests (SQLite)"
+	@echo "make test-pg   run the tests on PostgreSQL (PG_URL=$(PG_URL))"
+	@echo "make lint      checkruff + checkformat + mypy"
+	@echo "make format    ruff format and ruff check --fix"
+	@echo "make check     lint + test"
+	@echo "make bench     run the benchmarks (bench/__main__.py)"
+	@echo "make venv      create .venv and install LNbits and the dev tools"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml Makefile
+	@if [ ! -x $(PY) ]; then \
+		if [ -z "$(PYTHON)" ]; then \
+			echo "error: no Python 3.10, 3.11 or 3.12 found (tried python3.12, python3.11, python3.10, python3, python); set PYTHON=/path/to/python" >&2; \
+			exit 1; \
+		fi; \
+		echo "Creating $(VENV) with $(PYTHON) ($$($(PYTHON) --version 2>&1))"; \
+		$(PYTHON) -m venv $(VENV); \
+	fi
+	@$(PY) -c 'import sys; sys.exit(not ((3, 10) <= sys.version_info[:2] <= (3, 12)))' || { \
+		echo "error: $(VENV) uses Python $$($(PY) --version 2>&1); LNbits 1.6 needs 3.10-3.12. Remove $(VENV) and retry." >&2; \
+		exit 1; }
+	$(PY) -m pip install --disable-pip-version-check --quiet --upgrade pip
+	$(PY) -m pip install --disable-pip-version-check --quiet $(RUNTIME_DEPS) $(DEV_DEPS)
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(PY) scripts/run_lnbits.py $(RUN_ARGS)
+
+test: $(STAMP)
+	$(PY) -m pytest $(TESTS) $(PYTEST_ARGS)
+
+test-pg: $(STAMP)
+	SATMACHINE_TEST_POSTGRES=$(PG_URL) $(PY) -m pytest $(TESTS) $(PYTEST_ARGS)
+
+lint: checkruff checkformat mypy
+
+checkruff: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+checkformat: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+
+# mypy checks the extension's modules at the root as the package
+# `satmachineadmin` (relative imports need the package name, whatever this
+# checkout's folder is called): through a symlink in .run/typecheck.
+# tests/ and bench/ are left out, as pyproject.toml's [tool.mypy] says.
+mypy: $(STAMP)
+	@mkdir -p .run/typecheck
+	@ln -sfn "$(CURDIR)" .run/typecheck/satmachineadmin
+	cd .run/typecheck && $(CURDIR)/$(VENV)/bin/mypy \
+		--config-file $(CURDIR)/pyproject.toml --cache-dir $(CURDIR)/.mypy_cache \
+		satmachineadmin/*.py
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+check: lint test
+
+bench: $(STAMP)
+	@if [ -f bench/__main__.py ]; then \
+		$(PY) -m bench; \
+	else \
+		echo "No benchmarks yet: bench/__main__.py does not exist."; \
+		exit 1; \
+	fi
+
+# Forget the local LNbits of `make run` (its database, users and password).
+clean-run:
+	rm -rf .run
