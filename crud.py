@@ -851,20 +851,60 @@ async def update_leg(leg: DcaPayment) -> DcaPayment:
     return leg
 
 
-async def set_leg_invoice_once(
-    leg_id: str, payment_request: str, payment_hash: str
-) -> bool:
-    """Attach the transfer's invoice to a leg, once: the first writer wins, so
-    a leg is only ever paid through one invoice."""
-    async with connection() as c:
-        result = await _execute(
-            c,
-            f"""UPDATE {S}.payments SET payment_request = :pr, payment_hash = :ph,
-                updated_at = :now
-                WHERE id = :id AND payment_hash IS NULL AND status = 'pending'""",
-            {"id": leg_id, "pr": payment_request, "ph": payment_hash, "now": utc_now()},
-        )
-    return result.rowcount == 1
+async def attach_leg_invoices(invoices: Sequence[tuple[str, str, str]]) -> set[str]:
+    """Attach each transfer's invoice to its leg, (leg id, bolt11, hash), in one
+    transaction. Once only: the first invoice attached to a leg wins, so a leg
+    is only ever paid through one invoice. Returns the ids attached now."""
+    attached: set[str] = set()
+    if not invoices:
+        return attached
+    now = utc_now()
+    async with transaction() as c:
+        for leg_id, payment_request, payment_hash in invoices:
+            result = await _execute(
+                c,
+                f"""UPDATE {S}.payments SET payment_request = :pr,
+                    payment_hash = :ph, updated_at = :now
+                    WHERE id = :id AND payment_hash IS NULL AND status = 'pending'""",
+                {"id": leg_id, "pr": payment_request, "ph": payment_hash, "now": now},
+                commit=False,
+            )
+            if result.rowcount == 1:
+                attached.add(leg_id)
+    return attached
+
+
+async def record_leg_outcomes(
+    legs: Sequence[DcaPayment], settlement_id: str | None, lease: timedelta
+) -> None:
+    """Write legs' outcomes (status, error, attempts, completion) together, and
+    extend the worker's claim on their settlement, in one transaction."""
+    now = utc_now()
+    async with transaction() as c:
+        for leg in legs:
+            await _execute(
+                c,
+                f"""UPDATE {S}.payments SET status = :status, error = :error,
+                    attempts = :attempts, completed_at = :completed_at,
+                    updated_at = :now WHERE id = :id""",
+                {
+                    "id": leg.id,
+                    "status": leg.status,
+                    "error": leg.error,
+                    "attempts": leg.attempts,
+                    "completed_at": leg.completed_at,
+                    "now": now,
+                },
+                commit=False,
+            )
+        if settlement_id is not None:
+            await _execute(
+                c,
+                f"""UPDATE {S}.settlements SET claimed_until = :until
+                    WHERE id = :id AND status = 'processing'""",
+                {"id": settlement_id, "until": now + lease},
+                commit=False,
+            )
 
 
 async def void_unpaid_legs(settlement_id: str, conn: Connection) -> int:
@@ -889,16 +929,6 @@ async def reset_failed_legs(settlement_id: str) -> int:
             {"s": settlement_id, "now": utc_now()},
         )
     return int(result.rowcount)
-
-
-async def extend_claim(settlement_id: str, lease: timedelta) -> None:
-    async with connection() as c:
-        await _execute(
-            c,
-            f"""UPDATE {S}.settlements SET claimed_until = :until
-                WHERE id = :id AND status = 'processing'""",
-            {"id": settlement_id, "until": utc_now() + lease},
-        )
 
 
 async def append_settlement_note(settlement_id: str, entry: str) -> None:

@@ -9,9 +9,9 @@ Never paying twice rests on three facts:
 - a leg is planned once per (settlement, round, leg type, destination): the
   idempotency key is UNIQUE;
 - a leg is paid through one invoice only: the first invoice attached to it
-  wins (``set_leg_invoice_once``);
+  wins (``attach_leg_invoices``), and it is attached before it is paid;
 - LNbits pays an invoice once: a second payment of it is refused.
-So after a crash anywhere, ``pay_leg`` first asks LNbits whether the leg's
+So after a crash anywhere, ``pay_legs`` first asks LNbits whether the leg's
 invoice was paid, and pays only if it was not.
 
 Sats that are not paid out stay in the machine wallet as ``skipped`` legs with
@@ -55,6 +55,7 @@ from .models import (
 )
 
 LEASE = timedelta(minutes=2)  # a worker's hold on a settlement it processes
+CHUNK = 50  # legs whose invoices are attached, and outcomes written, together
 INVOICE_EXPIRY_SECONDS = 30 * 24 * 3600  # a failed leg's retry reuses its invoice
 
 # Reasons a leg's sats stay in the machine wallet.
@@ -182,11 +183,9 @@ async def process_settlement(settlement_id: str) -> DcaSettlement | None:
         return None
     legs = await _planned_legs(settlement, machine)
     checkpoint("planned")
-    for i, leg in enumerate(legs):
-        if leg.status == "pending":
-            await pay_leg(leg, machine)
-        if i % 20 == 19:
-            await crud.extend_claim(settlement.id, LEASE)
+    pending = [leg for leg in legs if leg.status == "pending"]
+    for start in range(0, len(pending), CHUNK):
+        await pay_legs(pending[start : start + CHUNK], machine, settlement.id)
     checkpoint("before_finish")
     return await _finish(settlement.id)
 
@@ -395,31 +394,58 @@ def _transfer_extra(leg: DcaPayment, npub: str) -> dict:
     }
 
 
-async def pay_leg(leg: DcaPayment, machine: Machine) -> DcaPayment:
-    """Pay one pending leg, unless LNbits says its invoice is already paid."""
-    assert leg.destination_wallet_id, "a pending leg has a destination"  # noqa: S101
-    extra = _transfer_extra(leg, machine.npub)
-    if leg.payment_hash is None:
+async def pay_legs(
+    legs: list[DcaPayment], machine: Machine, settlement_id: str | None
+) -> list[DcaPayment]:
+    """Pay pending legs, each unless LNbits says its invoice is already paid.
+
+    Two writes of ours per chunk, not per leg: every new invoice is attached
+    (in one transaction) before any is paid, and the outcomes are written
+    together after. A crash in between leaves paid legs pending with their
+    invoice attached, and the next run asks LNbits before paying them."""
+    extra = {leg.id: _transfer_extra(leg, machine.npub) for leg in legs}
+    outcomes: list[DcaPayment] = []
+    new_invoices: dict[str, Payment] = {}
+    for leg in legs:
+        assert leg.destination_wallet_id, "a pending leg has a destination"  # noqa: S101
+        if leg.payment_hash is not None:
+            continue
         try:
-            invoice = await create_invoice(
+            new_invoices[leg.id] = await create_invoice(
                 wallet_id=leg.destination_wallet_id,
                 amount=leg.amount_sats,
                 memo=leg.memo,
-                extra=extra,
+                extra=extra[leg.id],
                 internal=True,
                 expiry=INVOICE_EXPIRY_SECONDS,
             )
         except (InvoiceError, ValueError) as exc:
-            return await _fail(leg, f"could not create the invoice: {exc}")
+            outcomes.append(_failed(leg, f"could not create the invoice: {exc}"))
         checkpoint("invoice_created")
-        await crud.set_leg_invoice_once(leg.id, invoice.bolt11, invoice.payment_hash)
-        reloaded = await crud.get_leg(leg.id)
-        assert reloaded is not None  # noqa: S101
-        leg = reloaded  # whichever invoice was attached first is the one
-        checkpoint("invoice_attached")
-    elif await _was_paid(leg):
-        return await _complete(leg)
+    attached = await crud.attach_leg_invoices(
+        [(leg_id, i.bolt11, i.payment_hash) for leg_id, i in new_invoices.items()]
+    )
 
+    for leg in legs:
+        if leg.id in attached:
+            invoice = new_invoices[leg.id]
+            leg.payment_request, leg.payment_hash = invoice.bolt11, invoice.payment_hash
+        elif leg.id in new_invoices:  # another worker's invoice won: pay that one
+            reloaded = await crud.get_leg(leg.id)
+            assert reloaded is not None  # noqa: S101
+            leg = reloaded
+        elif leg.payment_hash is None:
+            continue  # its invoice could not be created: already failed
+        elif await _was_paid(leg):  # paid before a crash, not yet recorded
+            outcomes.append(_completed(leg))
+            continue
+        checkpoint("invoice_attached")
+        outcomes.append(await _pay(leg, extra[leg.id]))
+    await crud.record_leg_outcomes(outcomes, settlement_id, LEASE)
+    return outcomes
+
+
+async def _pay(leg: DcaPayment, extra: dict) -> DcaPayment:
     assert leg.payment_request is not None  # noqa: S101
     try:
         await pay_invoice(
@@ -430,10 +456,10 @@ async def pay_leg(leg: DcaPayment, machine: Machine) -> DcaPayment:
         )
     except (PaymentError, InvoiceError, ValueError) as exc:
         if await _was_paid(leg):  # e.g. "already paid": it was, by us
-            return await _complete(leg)
-        return await _fail(leg, str(exc) or exc.__class__.__name__)
+            return _completed(leg)
+        return _failed(leg, str(exc) or exc.__class__.__name__)
     checkpoint("paid")
-    return await _complete(leg)
+    return _completed(leg)
 
 
 async def _was_paid(leg: DcaPayment) -> bool:
@@ -445,20 +471,20 @@ async def _was_paid(leg: DcaPayment) -> bool:
     return payment is not None and payment.amount < 0 and payment.success
 
 
-async def _complete(leg: DcaPayment) -> DcaPayment:
+def _completed(leg: DcaPayment) -> DcaPayment:
     leg.status = "completed"
     leg.error = None
     leg.attempts += 1
     leg.completed_at = utc_now()
-    return await crud.update_leg(leg)
+    return leg
 
 
-async def _fail(leg: DcaPayment, error: str) -> DcaPayment:
+def _failed(leg: DcaPayment, error: str) -> DcaPayment:
     logger.warning(f"satmachineadmin: {leg.leg_type} leg {leg.id} failed: {error}")
     leg.status = "failed"
     leg.error = error[:500]
     leg.attempts += 1
-    return await crud.update_leg(leg)
+    return leg
 
 
 async def _finish(settlement_id: str) -> DcaSettlement | None:
@@ -585,7 +611,7 @@ async def _settle_unknown_legs(settlement_id: str) -> list[DcaPayment]:
     legs = await crud.get_legs(settlement_id)
     for i, leg in enumerate(legs):
         if leg.status in ("pending", "failed") and await _was_paid(leg):
-            legs[i] = await _complete(leg)
+            legs[i] = await crud.update_leg(_completed(leg))
     return legs
 
 
@@ -669,7 +695,7 @@ async def settle_client_balance(
             )[:600],
         )
         await crud.insert_legs([leg], conn)
-    paid = await pay_leg(leg, machine)
+    [paid] = await pay_legs([leg], machine, None)
     if paid.status != "completed":
         paid.status = "voided"  # nothing was paid: the balance is not charged
         await crud.update_leg(paid)
