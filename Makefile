@@ -17,7 +17,7 @@ STAMP := $(VENV)/.installed
 # schemathesis and playwright). Keep in step with pyproject.toml.
 RUNTIME_DEPS := "lnbits==1.6.2" "bitstring<5"
 DEV_DEPS := "pytest>=8" "pytest-asyncio>=1.0" "hypothesis>=6.100" "ruff>=0.6" \
-	"mypy>=1.10" schemathesis playwright
+	"mypy>=1.10" "schemathesis==4.32.5" "playwright==1.65.2"
 
 PG_URL ?= postgres://postgres@127.0.0.1:5432
 # pytest reads tests/pytest.ini when it is given tests/ (rootdir tests/: the

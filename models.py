@@ -248,6 +248,25 @@ class LpPosition(BaseModel):
     created_at: datetime
 
 
+class LpPayment(BaseModel):
+    """A payout as its LP sees it: no operator wallets or internal ids."""
+
+    id: str
+    machine_id: str
+    client_id: str | None = None
+    leg_type: LegType
+    status: LegStatus
+    amount_sats: int
+    fiat_amount: Decimal | None = None
+    currency: str | None = None
+    price: Decimal | None = None
+    destination_wallet_id: str | None = None
+    memo: str = ""
+    payment_hash: str | None = None
+    created_at: datetime
+    completed_at: datetime | None = None
+
+
 # --- deposits --------------------------------------------------------------
 
 

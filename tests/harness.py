@@ -100,7 +100,7 @@ def lnbits_site_packages() -> Path:
     import importlib.util
 
     spec = importlib.util.find_spec("lnbits")
-    assert spec and spec.origin  # noqa: S101
+    assert spec and spec.origin
     return Path(spec.origin).parent.parent
 
 

@@ -152,7 +152,7 @@ async def operator(make_user: MakeUser) -> Actor:
 
 @pytest.fixture
 async def other_operator(make_user: MakeUser) -> Actor:
-    return await make_user("other_operator", extra_wallets=1)
+    return await make_user("rival", extra_wallets=1)  # usernames: 20 chars at most
 
 
 @pytest.fixture
