@@ -1,7 +1,119 @@
+// The satmachineadmin page: an operator console (machines, LPs and deposits,
+// commission splits, settlements, payment legs), the super user's platform
+// fee and an LP's own positions. Each tab's state and actions live in a
+// mixin (machines.js, lps.js, splits.js, settlements.js, positions.js);
+// helpers.js holds the API client and formatting (window.SM).
+
 window.app = Vue.createApp({
   el: '#vue',
-  mixins: [windowMixin],
+  mixins: [
+    windowMixin,
+    SMMachines,
+    SMClients,
+    SMSplits,
+    SMSettlements,
+    SMPositions
+  ],
   data() {
-    return {}
+    return {
+      tab: 'machines',
+      starting: true,
+      sm: window.SM
+    }
+  },
+  computed: {
+    isSuperUser() {
+      return !!(this.g.user && this.g.user.super_user)
+    },
+    ownWallets() {
+      return (this.g.user && this.g.user.wallets) || []
+    },
+    walletById() {
+      return Object.fromEntries(this.ownWallets.map(w => [w.id, w]))
+    },
+    ownWalletOptions() {
+      return this.ownWallets.map(w => ({
+        value: w.id,
+        label: `${w.name} (${SM.sats(this.walletBalance(w.id))})`
+      }))
+    },
+    userId() {
+      return this.g.user ? this.g.user.id : ''
+    }
+  },
+  methods: {
+    // LNbits keeps g.user.wallets[].sat current from its payment websocket.
+    walletBalance(walletId) {
+      const wallet = this.walletById[walletId]
+      return wallet ? wallet.sat : null
+    },
+    walletLabel(walletId) {
+      const wallet = this.walletById[walletId]
+      return wallet ? wallet.name : `Wallet ${SM.shortId(walletId)}`
+    },
+    // Balances change as machines sell: read them again from LNbits.
+    async refreshWalletBalances() {
+      try {
+        const {data} = await LNbits.api.request('GET', '/api/v1/auth')
+        const msat = Object.fromEntries(
+          (data.wallets || []).map(w => [w.id, w.balance_msat])
+        )
+        this.ownWallets.forEach(w => {
+          if (w.id in msat) w.sat = Math.floor(msat[w.id] / 1000)
+        })
+      } catch (error) {
+        SM.notifyError(error, 'Could not read the wallet balances')
+      }
+    },
+    copy(text, what) {
+      LNbits.utils.copyText(text, `${what} copied`)
+    },
+    loadTab(tab) {
+      const loaders = {
+        machines: () => this.loadMachines(),
+        lps: () => this.loadLpTab(),
+        splits: () => this.loadSplits(),
+        settlements: () => this.loadSettlements(),
+        payments: () => this.loadPayments(),
+        platform: () => this.loadSuperConfig(),
+        positions: () => this.loadPositions()
+      }
+      if (loaders[tab]) return loaders[tab]()
+    }
+  },
+  watch: {
+    tab(tab) {
+      this.loadTab(tab)
+    },
+    paymentFilter: {
+      deep: true,
+      handler() {
+        if (this.tab === 'payments') this.loadPayments()
+      }
+    },
+    settlementFilter: {
+      deep: true,
+      handler() {
+        if (this.tab === 'settlements') this.loadSettlements()
+      }
+    }
+  },
+  async created() {
+    // LNbits 1.6's drawer reads g.wallet.id on every payment event and throws
+    // on a page without a current wallet: give it the user's first wallet.
+    if (this.g.user && !this.g.wallet && this.ownWallets.length) {
+      this.g.wallet = this.ownWallets[0]
+    }
+    // Machines and positions decide the first tab: an LP without machines
+    // lands on their positions.
+    await Promise.all([
+      this.loadMachines(),
+      this.loadPositions(),
+      this.loadSuperConfig()
+    ])
+    if (!this.machines.length && this.positions.length) {
+      this.tab = 'positions'
+    }
+    this.starting = false
   }
 })

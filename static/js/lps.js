@@ -1,0 +1,368 @@
+// LPs & deposits tab: liquidity providers ("clients") at the operator's
+// machines, their fiat deposits and settling a balance in sats.
+
+window.SMClients = {
+  data() {
+    return {
+      clients: [],
+      clientBalances: {},
+      clientsLoading: false,
+      clientsLoaded: false,
+      lpMachineFilter: null,
+      selectedClientId: null,
+      clientDialog: {show: false, saving: false, id: null, data: {}},
+      deposits: [],
+      depositsLoading: false,
+      depositDialog: {
+        show: false,
+        saving: false,
+        id: null,
+        client: null,
+        data: {}
+      },
+      settleDialog: {show: false, saving: false, client: null, data: {}},
+      clientColumns: [
+        {
+          name: 'lp',
+          label: 'LP',
+          field: 'username',
+          align: 'left',
+          sortable: true
+        },
+        {name: 'machine', label: 'Machine', field: 'machine_id', align: 'left'},
+        {name: 'mode', label: 'Mode', field: 'dca_mode', align: 'left'},
+        {name: 'status', label: 'Status', field: 'status', align: 'left'},
+        {name: 'remaining', label: 'Balance left', field: 'id', align: 'right'},
+        {name: 'sats', label: 'Sats received', field: 'id', align: 'right'},
+        {name: 'average', label: 'Average price', field: 'id', align: 'right'},
+        {name: 'actions', label: '', field: 'id', align: 'right'}
+      ],
+      depositColumns: [
+        {
+          name: 'created',
+          label: 'Recorded',
+          field: 'created_at',
+          align: 'left'
+        },
+        {name: 'lp', label: 'LP', field: 'client_id', align: 'left'},
+        {name: 'amount', label: 'Amount', field: 'amount', align: 'right'},
+        {name: 'status', label: 'Status', field: 'status', align: 'left'},
+        {name: 'notes', label: 'Notes', field: 'notes', align: 'left'},
+        {name: 'actions', label: '', field: 'id', align: 'right'}
+      ]
+    }
+  },
+  computed: {
+    clientById() {
+      return Object.fromEntries(this.clients.map(c => [c.id, c]))
+    },
+    visibleClients() {
+      if (!this.lpMachineFilter) return this.clients
+      return this.clients.filter(c => c.machine_id === this.lpMachineFilter)
+    },
+    selectedClient() {
+      return this.clientById[this.selectedClientId] || null
+    },
+    visibleDeposits() {
+      if (this.selectedClientId) {
+        return this.deposits.filter(d => d.client_id === this.selectedClientId)
+      }
+      if (this.lpMachineFilter) {
+        return this.deposits.filter(d => d.machine_id === this.lpMachineFilter)
+      }
+      return this.deposits
+    },
+    clientOptions() {
+      return this.clients.map(c => ({
+        value: c.id,
+        label: `${this.clientName(c)} at ${this.machineName(c.machine_id)}`
+      }))
+    },
+    settlePreviewSats() {
+      const d = this.settleDialog.data
+      const amount = Number(d.amount)
+      const rate = Number(d.exchange_rate)
+      if (!(amount > 0) || !(rate > 0)) return null
+      return Math.floor((amount * 100000000) / rate)
+    }
+  },
+  methods: {
+    async loadClients() {
+      this.clientsLoading = true
+      try {
+        this.clients = await SM.request('GET', '/clients', null, {limit: 1000})
+        const balances = await Promise.all(
+          this.clients.map(c =>
+            SM.request('GET', `/clients/${c.id}/balance`).catch(() => null)
+          )
+        )
+        this.clientBalances = Object.fromEntries(
+          balances.filter(b => b).map(b => [b.client_id, b])
+        )
+        this.clientsLoaded = true
+        if (this.selectedClientId && !this.clientById[this.selectedClientId]) {
+          this.selectedClientId = null
+        }
+      } catch (error) {
+        SM.notifyError(error, 'Could not load the LPs')
+      } finally {
+        this.clientsLoading = false
+      }
+    },
+    async loadDeposits() {
+      this.depositsLoading = true
+      try {
+        this.deposits = await SM.request('GET', '/deposits', null, {
+          limit: 1000
+        })
+      } catch (error) {
+        SM.notifyError(error, 'Could not load the deposits')
+      } finally {
+        this.depositsLoading = false
+      }
+    },
+    async loadLpTab() {
+      if (!this.machinesLoaded) await this.loadMachines()
+      await Promise.all([this.loadClients(), this.loadDeposits()])
+    },
+    clientName(client) {
+      if (!client) return '–'
+      return client.username || SM.shortId(client.user_id)
+    },
+    balanceOf(client) {
+      return this.clientBalances[client.id] || null
+    },
+    currencyOf(client) {
+      const machine = this.machineById[client.machine_id]
+      return machine ? machine.currency : ''
+    },
+    // Fiat charged per BTC received; in-flight legs count in both sums.
+    averagePrice(client) {
+      const b = this.balanceOf(client)
+      if (!b || !b.total_sats) return null
+      return (Number(b.total_charged) * 100000000) / b.total_sats
+    },
+    // A q-input rule for a fiat amount in the client's machine currency.
+    fiatRule(client, required) {
+      const currency = client ? this.currencyOf(client) : 'USD'
+      return value => {
+        const problem = SM.fiatInputError(value, currency, required)
+        return problem === null || problem
+      }
+    },
+    selectClient(client) {
+      this.selectedClientId =
+        this.selectedClientId === client.id ? null : client.id
+    },
+    openClientDialog(client) {
+      if (client) {
+        this.clientDialog.id = client.id
+        this.clientDialog.data = {
+          machine_id: client.machine_id,
+          user_id: client.user_id,
+          wallet_id: client.wallet_id,
+          username: client.username || '',
+          dca_mode: client.dca_mode,
+          status: client.status,
+          fixed_mode_daily_limit:
+            client.fixed_mode_daily_limit_minor === null
+              ? ''
+              : String(
+                  client.fixed_mode_daily_limit_minor /
+                    10 ** SM.currencyDecimals(this.currencyOf(client))
+                )
+        }
+      } else {
+        this.clientDialog.id = null
+        this.clientDialog.data = {
+          machine_id:
+            this.lpMachineFilter ||
+            (this.machines.length ? this.machines[0].id : null),
+          user_id: '',
+          wallet_id: '',
+          username: '',
+          dca_mode: 'flow',
+          status: 'active',
+          fixed_mode_daily_limit: ''
+        }
+      }
+      this.clientDialog.show = true
+    },
+    async saveClient() {
+      const d = this.clientDialog.data
+      const limit = String(d.fixed_mode_daily_limit || '').trim()
+      this.clientDialog.saving = true
+      try {
+        if (this.clientDialog.id) {
+          const body = {
+            wallet_id: d.wallet_id.trim(),
+            username: d.username.trim(),
+            dca_mode: d.dca_mode,
+            status: d.status
+          }
+          if (d.dca_mode === 'fixed' && limit)
+            body.fixed_mode_daily_limit = limit
+          await SM.request('PUT', `/clients/${this.clientDialog.id}`, body)
+          SM.notifyDone('Saved the LP')
+        } else {
+          await SM.request('POST', '/clients', {
+            machine_id: d.machine_id,
+            user_id: d.user_id.trim(),
+            wallet_id: d.wallet_id.trim(),
+            username: d.username.trim() || null,
+            dca_mode: d.dca_mode,
+            fixed_mode_daily_limit:
+              d.dca_mode === 'fixed' && limit ? limit : null
+          })
+          SM.notifyDone(`Registered ${d.username.trim() || 'the LP'}`)
+        }
+        this.clientDialog.show = false
+        await this.loadClients()
+      } catch (error) {
+        SM.notifyError(error, 'Could not save the LP')
+      } finally {
+        this.clientDialog.saving = false
+      }
+    },
+    deleteClient(client) {
+      LNbits.utils
+        .confirmDialog(
+          `Remove ${this.clientName(client)} from ${this.machineName(client.machine_id)}? ` +
+            'Only an LP without payments or confirmed deposits can be removed; ' +
+            'set one with history to inactive.'
+        )
+        .onOk(async () => {
+          try {
+            await SM.request('DELETE', `/clients/${client.id}`)
+            SM.notifyDone('Removed the LP')
+            await this.loadLpTab()
+          } catch (error) {
+            SM.notifyError(error, 'Could not remove the LP')
+          }
+        })
+    },
+    openDepositDialog(client, deposit) {
+      this.depositDialog.client = client
+      this.depositDialog.id = deposit ? deposit.id : null
+      this.depositDialog.data = {
+        amount: deposit ? String(deposit.amount) : '',
+        notes: deposit ? deposit.notes || '' : ''
+      }
+      this.depositDialog.show = true
+    },
+    async saveDeposit() {
+      const dialog = this.depositDialog
+      const body = {
+        amount: String(dialog.data.amount).trim(),
+        notes: dialog.data.notes.trim() || null
+      }
+      dialog.saving = true
+      try {
+        if (dialog.id) {
+          await SM.request('PUT', `/deposits/${dialog.id}`, body)
+          SM.notifyDone('Saved the deposit')
+        } else {
+          await SM.request('POST', '/deposits', {
+            ...body,
+            client_id: dialog.client.id
+          })
+          SM.notifyDone(
+            'Recorded the deposit: confirm it once the cash is counted'
+          )
+        }
+        dialog.show = false
+        await this.loadDeposits()
+      } catch (error) {
+        SM.notifyError(error, 'Could not save the deposit')
+      } finally {
+        dialog.saving = false
+      }
+    },
+    setDepositStatus(deposit, status) {
+      const client = this.clientById[deposit.client_id]
+      const amount = SM.fiat(deposit.amount, deposit.currency)
+      const message =
+        status === 'confirmed'
+          ? `Confirm ${amount} from ${this.clientName(client)}? A confirmed deposit ` +
+            'counts toward their balance and can no longer be changed.'
+          : `Reject ${amount} from ${this.clientName(client)}?`
+      LNbits.utils.confirmDialog(message).onOk(async () => {
+        try {
+          await SM.request('PUT', `/deposits/${deposit.id}/status`, {status})
+          SM.notifyDone(
+            status === 'confirmed' ? 'Deposit confirmed' : 'Deposit rejected'
+          )
+          await Promise.all([this.loadDeposits(), this.loadClients()])
+        } catch (error) {
+          SM.notifyError(error, 'Could not change the deposit')
+        }
+      })
+    },
+    deleteDeposit(deposit) {
+      LNbits.utils
+        .confirmDialog(
+          `Delete this pending deposit of ${SM.fiat(deposit.amount, deposit.currency)}?`
+        )
+        .onOk(async () => {
+          try {
+            await SM.request('DELETE', `/deposits/${deposit.id}`)
+            SM.notifyDone('Deleted the deposit')
+            await this.loadDeposits()
+          } catch (error) {
+            SM.notifyError(error, 'Could not delete the deposit')
+          }
+        })
+    },
+    openSettleDialog(client) {
+      const balance = this.balanceOf(client)
+      this.settleDialog.client = client
+      this.settleDialog.data = {
+        funding_wallet_id: this.machineById[client.machine_id]
+          ? this.machineById[client.machine_id].wallet_id
+          : null,
+        exchange_rate: '',
+        amount:
+          balance && Number(balance.remaining_balance) > 0
+            ? String(balance.remaining_balance)
+            : '',
+        notes: ''
+      }
+      this.settleDialog.show = true
+    },
+    async settleClient() {
+      const dialog = this.settleDialog
+      const d = dialog.data
+      dialog.saving = true
+      try {
+        const leg = await SM.request(
+          'POST',
+          `/clients/${dialog.client.id}/settle`,
+          {
+            funding_wallet_id: d.funding_wallet_id,
+            exchange_rate: String(d.exchange_rate).trim(),
+            amount_fiat: String(d.amount).trim() || null,
+            notes: d.notes.trim() || null
+          }
+        )
+        if (leg.status === 'failed') {
+          Quasar.Notify.create({
+            type: 'negative',
+            message: `The payout failed: ${leg.error || 'no reason given'}`,
+            closeBtn: true,
+            timeout: 8000
+          })
+        } else {
+          SM.notifyDone(
+            `Paid ${SM.sats(leg.amount_sats)} to ${this.clientName(dialog.client)}`
+          )
+        }
+        dialog.show = false
+        await Promise.all([this.loadClients(), this.refreshWalletBalances()])
+      } catch (error) {
+        SM.notifyError(error, 'Could not settle the balance')
+      } finally {
+        dialog.saving = false
+      }
+    }
+  }
+}

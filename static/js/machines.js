@@ -1,0 +1,211 @@
+// Machines tab: the operator's ATMs, each bound to one of their wallets.
+
+window.SMMachines = {
+  data() {
+    return {
+      machines: [],
+      machinesLoading: false,
+      machinesLoaded: false,
+      lastSettlements: {},
+      currencyNeedle: '',
+      machineDialog: {
+        show: false,
+        saving: false,
+        id: null,
+        data: {}
+      },
+      machineColumns: [
+        {
+          name: 'name',
+          label: 'Machine',
+          field: 'name',
+          align: 'left',
+          sortable: true
+        },
+        {name: 'currency', label: 'Currency', field: 'currency', align: 'left'},
+        {name: 'wallet', label: 'Wallet', field: 'wallet_id', align: 'left'},
+        {
+          name: 'balance',
+          label: 'Wallet balance',
+          field: 'wallet_id',
+          align: 'right'
+        },
+        {name: 'last', label: 'Last settlement', field: 'id', align: 'left'},
+        {name: 'status', label: 'Status', field: 'is_active', align: 'left'},
+        {name: 'actions', label: '', field: 'id', align: 'right'}
+      ]
+    }
+  },
+  computed: {
+    machineById() {
+      return Object.fromEntries(this.machines.map(m => [m.id, m]))
+    },
+    machineOptions() {
+      return this.machines.map(m => ({
+        value: m.id,
+        label: `${m.name} (${m.currency})${m.is_active ? '' : ', inactive'}`
+      }))
+    },
+    // Wallets not bound to a machine yet: a wallet belongs to one machine.
+    freeWalletOptions() {
+      const bound = new Set(this.machines.map(m => m.wallet_id))
+      return this.ownWalletOptions.filter(o => !bound.has(o.value))
+    },
+    currencyOptions() {
+      const needle = this.currencyNeedle
+      return (this.g.currencies || []).filter(
+        c => c !== 'BTC' && c !== 'sat' && (!needle || c.includes(needle))
+      )
+    }
+  },
+  methods: {
+    async loadMachines() {
+      this.machinesLoading = true
+      try {
+        this.machines = await SM.request('GET', '/machines', null, {
+          limit: 1000
+        })
+        this.machinesLoaded = true
+        await Promise.all([
+          this.loadLastSettlements(),
+          this.refreshWalletBalances()
+        ])
+      } catch (error) {
+        SM.notifyError(error, 'Could not load your machines')
+      } finally {
+        this.machinesLoading = false
+      }
+    },
+    async loadLastSettlements() {
+      const entries = await Promise.all(
+        this.machines.map(async m => {
+          try {
+            const rows = await SM.request(
+              'GET',
+              `/machines/${m.id}/settlements`,
+              null,
+              {
+                limit: 1
+              }
+            )
+            return [m.id, rows[0] || null]
+          } catch (error) {
+            return [m.id, null]
+          }
+        })
+      )
+      this.lastSettlements = Object.fromEntries(entries)
+    },
+    openMachineDialog(machine) {
+      if (machine) {
+        this.machineDialog.id = machine.id
+        this.machineDialog.data = {
+          npub: machine.npub,
+          name: machine.name,
+          currency: machine.currency,
+          wallet_id: machine.wallet_id,
+          fallback_percent:
+            machine.fallback_commission_pct === null
+              ? ''
+              : SM.fractionToPercentText(machine.fallback_commission_pct)
+        }
+      } else {
+        this.machineDialog.id = null
+        this.machineDialog.data = {
+          npub: '',
+          name: '',
+          currency: this.machines.length ? this.machines[0].currency : 'USD',
+          wallet_id: this.freeWalletOptions.length
+            ? this.freeWalletOptions[0].value
+            : null,
+          fallback_percent: ''
+        }
+      }
+      this.machineDialog.show = true
+    },
+    filterCurrencies(text, update) {
+      update(() => {
+        this.currencyNeedle = (text || '').trim().toUpperCase()
+      })
+    },
+    npubRule(value) {
+      const text = (value || '').trim().toLowerCase()
+      return (
+        (text.startsWith('npub1') && text.length >= 60) ||
+        'A Nostr public key starting with npub1'
+      )
+    },
+    fallbackRule(value) {
+      if (value === null || value === undefined || String(value).trim() === '')
+        return true
+      return (
+        SM.parsePercent(value) !== null ||
+        'A percentage from 0 to 100, at most 4 decimals'
+      )
+    },
+    async saveMachine() {
+      const d = this.machineDialog.data
+      const fallback = String(d.fallback_percent || '').trim()
+      const fraction = fallback
+        ? SM.unitsToFraction(SM.parsePercent(fallback))
+        : null
+      this.machineDialog.saving = true
+      try {
+        if (this.machineDialog.id) {
+          const body = {name: d.name.trim()}
+          if (fraction === null) body.clear_fallback = true
+          else body.fallback_commission_pct = fraction
+          await SM.request('PUT', `/machines/${this.machineDialog.id}`, body)
+          SM.notifyDone(`Saved ${d.name}`)
+        } else {
+          await SM.request('POST', '/machines', {
+            npub: d.npub.trim(),
+            name: d.name.trim(),
+            currency: (d.currency || '').trim().toUpperCase(),
+            wallet_id: d.wallet_id,
+            fallback_commission_pct: fraction
+          })
+          SM.notifyDone(`Added ${d.name}`)
+        }
+        this.machineDialog.show = false
+        await this.loadMachines()
+      } catch (error) {
+        SM.notifyError(error, 'Could not save the machine')
+      } finally {
+        this.machineDialog.saving = false
+      }
+    },
+    async setMachineActive(machine, active) {
+      try {
+        await SM.request('PUT', `/machines/${machine.id}`, {is_active: active})
+        SM.notifyDone(`${machine.name} is ${active ? 'active' : 'deactivated'}`)
+        await this.loadMachines()
+      } catch (error) {
+        SM.notifyError(
+          error,
+          `Could not ${active ? 'activate' : 'deactivate'} ${machine.name}`
+        )
+      }
+    },
+    deleteMachine(machine) {
+      LNbits.utils
+        .confirmDialog(
+          `Delete ${machine.name}? Only a machine without settlements, payments ` +
+            'or confirmed deposits can be deleted; deactivate one that has history.'
+        )
+        .onOk(async () => {
+          try {
+            await SM.request('DELETE', `/machines/${machine.id}`)
+            SM.notifyDone(`Deleted ${machine.name}`)
+            await this.loadMachines()
+          } catch (error) {
+            SM.notifyError(error, `Could not delete ${machine.name}`)
+          }
+        })
+    },
+    machineName(id) {
+      const machine = this.machineById[id]
+      return machine ? machine.name : SM.shortId(id)
+    }
+  }
+}
