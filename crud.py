@@ -110,9 +110,15 @@ async def _insert(
 
 
 async def _update(
-    conn: Connection, table: str, model: BaseModel, *, commit: bool = True
+    conn: Connection,
+    table: str,
+    model: BaseModel,
+    *,
+    commit: bool = True,
+    keep: frozenset[str] = frozenset(),
 ) -> None:
-    values = model_to_dict(model)
+    """Write a row from its model, except the columns in ``keep``."""
+    values = {k: v for k, v in model_to_dict(model).items() if k not in keep}
     sets = ", ".join(f'"{k}" = :{k}' for k in values if k != "id")
     await _execute(
         conn, f"UPDATE {S}.{table} SET {sets} WHERE id = :id", values, commit=commit
@@ -673,16 +679,21 @@ async def update_settlement(
 ) -> DcaSettlement:
     settlement.updated_at = utc_now()
     async with connection(conn) as c:
-        await _update(c, "settlements", settlement, commit=commit)
+        # Notes only grow, by append_settlement_note: never written from a copy.
+        await _update(
+            c, "settlements", settlement, commit=commit, keep=frozenset({"notes"})
+        )
     return settlement
 
 
-async def claim_settlement(settlement_id: str, lease: timedelta) -> bool:
+async def claim_settlement(
+    settlement_id: str, lease: timedelta, conn: Connection | None = None
+) -> bool:
     """Take a settlement for processing, atomically: from `pending`, or from a
     `processing` whose lease ran out (its worker died). Exactly one caller,
     in any number of processes sharing the database, gets True."""
     now = utc_now()
-    async with connection() as c:
+    async with connection(conn) as c:
         result = await _execute(
             c,
             f"""UPDATE {S}.settlements

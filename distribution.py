@@ -173,14 +173,14 @@ async def _settlement_for(
 
 async def process_settlement(settlement_id: str) -> DcaSettlement | None:
     """Pay what a settlement still owes, if this worker can claim it."""
-    if not await crud.claim_settlement(settlement_id, LEASE):
-        return await crud.get_settlement(settlement_id)
-    settlement = await crud.get_settlement(settlement_id)
-    if settlement is None:
-        return None
-    machine = await crud.get_machine(settlement.machine_id)
-    if machine is None:
-        return None
+    async with crud.connection() as conn:
+        claimed = await crud.claim_settlement(settlement_id, LEASE, conn)
+        settlement = await crud.get_settlement(settlement_id, conn)
+        machine = None
+        if claimed and settlement is not None:
+            machine = await crud.get_machine(settlement.machine_id, conn)
+    if settlement is None or machine is None:
+        return settlement
     legs = await _planned_legs(settlement, machine)
     checkpoint("planned")
     pending = [leg for leg in legs if leg.status == "pending"]
@@ -488,12 +488,20 @@ def _failed(leg: DcaPayment, error: str) -> DcaPayment:
 
 
 async def _finish(settlement_id: str) -> DcaSettlement | None:
-    settlement = await crud.get_settlement(settlement_id)
-    if settlement is None:
-        return None
-    legs = await crud.get_legs(settlement.id, settlement.distribution_round)
+    async with crud.transaction() as conn:
+        settlement = await crud.get_settlement(settlement_id, conn)
+        if settlement is None:
+            return None
+        legs = await crud.get_legs(settlement.id, settlement.distribution_round, conn)
+        _close(settlement, legs)
+        await crud.update_settlement(settlement, conn, commit=False)
+    return settlement
+
+
+def _close(settlement: DcaSettlement, legs: list[DcaPayment]) -> None:
+    """A settlement's status once its legs have been tried."""
     if any(leg.status == "pending" for leg in legs):
-        return settlement  # cut off: resumed when the lease runs out
+        return  # cut off: resumed when the lease runs out
     failed = [leg for leg in legs if leg.status == "failed"]
     if failed:
         settlement.status = "errored"
@@ -506,7 +514,6 @@ async def _finish(settlement_id: str) -> DcaSettlement | None:
         settlement.error = None
         settlement.processed_at = utc_now()
     settlement.claimed_until = None
-    return await crud.update_settlement(settlement)
 
 
 def _done_status(settlement: DcaSettlement) -> SettlementStatus:
