@@ -57,12 +57,19 @@ def check_currency(value: str) -> str:
     return value
 
 
+MAX_FRACTION_DECIMALS = 12
+
+
 def check_fraction(value: Decimal | None) -> Decimal | None:
-    """A percentage written as a fraction: 0.03 is 3 %."""
+    """A percentage written as a fraction: 0.03 is 3 %. More decimals than any
+    rule needs would only make the exact maths slow: refused."""
     if value is None:
         return None
     if not value.is_finite() or value < 0 or value > 1:
         raise ValueError("must be a number from 0 to 1 (0.03 means 3 %)")
+    exponent = value.normalize().as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -MAX_FRACTION_DECIMALS:
+        raise ValueError(f"has more than {MAX_FRACTION_DECIMALS} decimals")
     return value.normalize() if value != 0 else Decimal(0)
 
 

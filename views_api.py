@@ -44,7 +44,6 @@ from .views_api_helpers import (
     ERROR_RESPONSES,
     DcaRoute,
     Page,
-    check_places,
     check_precision,
     check_wallet_exists,
     check_wallet_of,
@@ -73,7 +72,6 @@ async def api_create_machine(
     data: CreateMachineData, user: User = Depends(check_user_exists)
 ) -> Machine:
     """Register a machine by its npub, bound to one of the operator's wallets."""
-    check_places(data.fallback_commission_pct, "fallback_commission_pct")
     await check_wallet_of(data.wallet_id, user.id, "wallet_id")
     if await crud.get_machine_by_wallet(data.wallet_id) is not None:
         raise Conflict("wallet_id: the wallet is already bound to a machine")
@@ -111,7 +109,6 @@ async def api_update_machine(
 ) -> Machine:
     """Rename, change the fallback commission, or (de)activate a machine."""
     machine = await owned_machine(machine_id, user)
-    check_places(data.fallback_commission_pct, "fallback_commission_pct")
     if data.name is not None:
         machine.name = data.name
     if data.clear_fallback:
@@ -395,7 +392,6 @@ async def api_set_commission_splits(
     if data.machine_id is not None:
         await owned_machine(data.machine_id, user)
     for i, leg in enumerate(data.legs):
-        check_places(leg.pct, f"legs.{i}.pct")
         await check_wallet_exists(leg.wallet_id, f"legs.{i}.wallet_id")
     return await crud.replace_commission_splits(user.id, data.machine_id, data.legs)
 

@@ -44,7 +44,6 @@ from .models import (
 
 MAX_LIMIT = 1000
 MAX_OFFSET = 1_000_000_000
-MAX_FRACTION_DECIMALS = 12
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"description": "Not logged in"},
@@ -201,16 +200,6 @@ def page_params(
 
 
 # --- checks ------------------------------------------------------------------
-
-
-def check_places(value: Decimal | None, field: str) -> None:
-    """Fractions (percentages) with more decimals than any rule needs would
-    make the exact maths slow and sums inexact: refuse them."""
-    if value is None:
-        return
-    exponent = value.normalize().as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -MAX_FRACTION_DECIMALS:
-        raise Invalid(field, f"has more than {MAX_FRACTION_DECIMALS} decimals")
 
 
 def check_precision(amount: Decimal | None, currency: str, field: str) -> None:

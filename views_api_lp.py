@@ -24,7 +24,6 @@ from .views_api_helpers import (
     ERROR_RESPONSES,
     DcaRoute,
     Page,
-    check_places,
     check_wallet_exists,
     page_params,
     refuse_unstorable_input,
@@ -66,7 +65,6 @@ platform_router = APIRouter(route_class=DcaRoute, responses=ERROR_RESPONSES)
 async def api_set_super_config(
     data: UpdateSuperConfigData, user: User = Depends(require_super_user)
 ) -> SuperConfig:
-    check_places(data.super_fee_pct, "super_fee_pct")
     if data.super_fee_wallet_id is not None:
         await check_wallet_exists(data.super_fee_wallet_id, "super_fee_wallet_id")
     return await crud.set_super_config(data.super_fee_pct, data.super_fee_wallet_id)

@@ -30,7 +30,6 @@ from .views_api_helpers import (
     ERROR_RESPONSES,
     DcaRoute,
     Page,
-    check_places,
     owned_settlement,
     page_params,
     refuse_unstorable_input,
@@ -101,7 +100,6 @@ async def api_partial_dispense(
     """Scale a settlement to what the ATM really dispensed (refused once any
     leg has been paid)."""
     settlement = await owned_settlement(settlement_id, user)
-    check_places(data.dispensed_fraction, "dispensed_fraction")
     return await distribution.apply_partial_dispense(
         settlement.id,
         dispensed_fraction=data.dispensed_fraction,
