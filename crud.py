@@ -148,6 +148,20 @@ async def transaction() -> AsyncIterator[Connection]:
             raise
 
 
+# Listings are newest first, ties broken by id, both descending so that an
+# index ending in (created_at, id) serves the order without a sort.
+NEWEST_FIRST = "ORDER BY created_at DESC, id DESC"
+
+
+def _newest_page(table: str, where: str) -> str:
+    """A page of a table's rows, newest first. The page's ids are picked from
+    the index alone and only then are its rows read (late row lookup), so a
+    deep offset walks index entries, not rows."""
+    return f"""SELECT * FROM {S}.{table} WHERE id IN (
+        SELECT id FROM {S}.{table} WHERE {where}
+        {NEWEST_FIRST} LIMIT :limit OFFSET :offset) {NEWEST_FIRST}"""
+
+
 def _page(limit: int, offset: int) -> dict[str, int]:
     return {"limit": limit, "offset": offset}
 
@@ -233,7 +247,7 @@ async def list_machines(
         return await _fetchall(
             c,
             f"""SELECT * FROM {S}.machines WHERE operator_user_id = :op
-                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+                ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset""",
             {"op": operator_user_id, **_page(limit, offset)},
             Machine,
         )
@@ -346,8 +360,7 @@ async def list_clients(
     async with connection() as c:
         return await _fetchall(
             c,
-            f"""SELECT * FROM {S}.clients WHERE {where}
-                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+            _newest_page("clients", where),
             {"op": operator_user_id, "m": machine_id, **_page(limit, offset)},
             DcaClient,
         )
@@ -383,7 +396,7 @@ async def list_clients_for_user_page(
         return await _fetchall(
             c,
             f"""SELECT * FROM {S}.clients WHERE user_id = :u
-                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+                ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset""",
             {"u": user_id, **_page(limit, offset)},
             DcaClient,
         )
@@ -539,8 +552,7 @@ async def list_deposits(
     async with connection() as c:
         return await _fetchall(
             c,
-            f"""SELECT * FROM {S}.deposits WHERE {where}
-                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+            _newest_page("deposits", where),
             {"op": operator_user_id, "c": client_id, **_page(limit, offset)},
             DcaDeposit,
         )
@@ -553,7 +565,7 @@ async def list_deposits_for_user(
         return await _fetchall(
             c,
             f"""SELECT d.* FROM {S}.deposits d JOIN {S}.clients c ON c.id = d.client_id
-                WHERE c.user_id = :u ORDER BY d.created_at DESC, d.id
+                WHERE c.user_id = :u ORDER BY d.created_at DESC, d.id DESC
                 LIMIT :limit OFFSET :offset""",
             {"u": user_id, **_page(limit, offset)},
             DcaDeposit,
@@ -662,8 +674,7 @@ async def list_settlements(
     async with connection() as c:
         return await _fetchall(
             c,
-            f"""SELECT * FROM {S}.settlements WHERE {where}
-                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+            _newest_page("settlements", where),
             {
                 "op": operator_user_id,
                 "status": status,
@@ -727,7 +738,7 @@ async def list_stuck_settlements(
             f"""SELECT * FROM {S}.settlements WHERE operator_user_id = :op
                 AND (status = 'errored' OR (status IN ('pending', 'processing')
                      AND updated_at < :cutoff))
-                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+                ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset""",
             {
                 "op": operator_user_id,
                 "cutoff": utc_now() - older_than,
@@ -977,8 +988,7 @@ async def list_payments(
     async with connection() as c:
         return await _fetchall(
             c,
-            f"""SELECT * FROM {S}.payments WHERE {where}
-                ORDER BY created_at DESC, id LIMIT :limit OFFSET :offset""",
+            _newest_page("payments", where),
             {"op": operator_user_id, **filters, **_page(limit, offset)},
             DcaPayment,
         )
@@ -994,7 +1004,7 @@ async def list_payments_for_user(
             f"""SELECT p.* FROM {S}.payments p JOIN {S}.clients c ON c.id = p.client_id
                 WHERE c.user_id = :u AND p.leg_type IN ('dca', 'settlement')
                 AND p.status = 'completed'
-                ORDER BY p.created_at DESC, p.id LIMIT :limit OFFSET :offset""",
+                ORDER BY p.created_at DESC, p.id DESC LIMIT :limit OFFSET :offset""",
             {"u": user_id, **_page(limit, offset)},
             DcaPayment,
         )

@@ -209,3 +209,41 @@ async def m001_v2_schema(db: Connection) -> None:
             updated_at TIMESTAMP NOT NULL DEFAULT {now}
         );
     """)
+
+
+async def m002_listing_indexes(db: Connection) -> None:
+    """Indexes that end in (created_at, id), the order of every listing, so a
+    page is read from the index without a sort; and one for operators'
+    payment listings filtered by status."""
+    for name in (
+        "settlements_operator",
+        "settlements_operator_status",
+        "settlements_machine",
+        "payments_operator",
+        "payments_operator_leg",
+    ):
+        await db.execute(f"DROP INDEX satmachineadmin.{name}")
+    page = "created_at, id"
+    await _index(
+        db, "settlements_operator_page", "settlements", f"operator_user_id, {page}"
+    )
+    await _index(
+        db,
+        "settlements_operator_status_page",
+        "settlements",
+        f"operator_user_id, status, {page}",
+    )
+    await _index(db, "settlements_machine_page", "settlements", f"machine_id, {page}")
+    await _index(db, "payments_operator_page", "payments", f"operator_user_id, {page}")
+    await _index(
+        db,
+        "payments_operator_leg_page",
+        "payments",
+        f"operator_user_id, leg_type, {page}",
+    )
+    await _index(
+        db,
+        "payments_operator_status_page",
+        "payments",
+        f"operator_user_id, status, leg_type, {page}",
+    )

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from http import HTTPStatus
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from lnbits.core.models import User
 from lnbits.decorators import check_user_exists
 
@@ -47,6 +47,7 @@ from .views_api_helpers import (
     check_precision,
     check_wallet_exists,
     check_wallet_of,
+    json_rows,
     machine_of,
     owned_client,
     owned_deposit,
@@ -140,16 +141,20 @@ async def api_delete_machine(
     await crud.delete_machine(machine.id)
 
 
-@operator_router.get("/machines/{machine_id}/settlements")
+@operator_router.get(
+    "/machines/{machine_id}/settlements", response_model=list[DcaSettlement]
+)
 async def api_machine_settlements(
     machine_id: str,
     status: SettlementStatus | None = None,
     page: Page = Depends(page_params),
     user: User = Depends(check_user_exists),
-) -> list[DcaSettlement]:
+) -> Response:
     machine = await owned_machine(machine_id, user)
-    return await crud.list_settlements(
-        user.id, status, machine.id, page.limit, page.offset
+    return json_rows(
+        await crud.list_settlements(
+            user.id, status, machine.id, page.limit, page.offset
+        )
     )
 
 

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, TypeVar
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import StreamingResponse
 from lnbits.core.models import User
 from lnbits.decorators import check_user_exists
@@ -30,6 +30,7 @@ from .views_api_helpers import (
     ERROR_RESPONSES,
     DcaRoute,
     Page,
+    json_rows,
     owned_settlement,
     page_params,
     refuse_unstorable_input,
@@ -49,26 +50,28 @@ settlements_router = APIRouter(
 # --- settlements -------------------------------------------------------------
 
 
-@settlements_router.get("/settlements")
+@settlements_router.get("/settlements", response_model=list[DcaSettlement])
 async def api_list_settlements(
     status: SettlementStatus | None = None,
     machine_id: str | None = None,
     page: Page = Depends(page_params),
     user: User = Depends(check_user_exists),
-) -> list[DcaSettlement]:
-    return await crud.list_settlements(
-        user.id, status, machine_id, page.limit, page.offset
+) -> Response:
+    return json_rows(
+        await crud.list_settlements(
+            user.id, status, machine_id, page.limit, page.offset
+        )
     )
 
 
-@settlements_router.get("/settlements/stuck")
+@settlements_router.get("/settlements/stuck", response_model=list[DcaSettlement])
 async def api_stuck_settlements(
     page: Page = Depends(page_params), user: User = Depends(check_user_exists)
-) -> list[DcaSettlement]:
+) -> Response:
     """Errored settlements, and pending or processing ones untouched for more
     than 5 minutes."""
-    return await crud.list_stuck_settlements(
-        user.id, STUCK_AFTER, page.limit, page.offset
+    return json_rows(
+        await crud.list_stuck_settlements(user.id, STUCK_AFTER, page.limit, page.offset)
     )
 
 
@@ -121,7 +124,7 @@ async def api_append_settlement_note(
 # --- payment legs ------------------------------------------------------------
 
 
-@settlements_router.get("/payments")
+@settlements_router.get("/payments", response_model=list[DcaPayment])
 async def api_list_payments(
     leg_type: LegType | None = None,
     status: LegStatus | None = None,
@@ -129,9 +132,11 @@ async def api_list_payments(
     client_id: str | None = None,
     page: Page = Depends(page_params),
     user: User = Depends(check_user_exists),
-) -> list[DcaPayment]:
-    return await crud.list_payments(
-        user.id, leg_type, status, settlement_id, client_id, page.limit, page.offset
+) -> Response:
+    return json_rows(
+        await crud.list_payments(
+            user.id, leg_type, status, settlement_id, client_id, page.limit, page.offset
+        )
     )
 
 

@@ -3,7 +3,7 @@
 The rows are written straight through crud in a few transactions (thousands
 of HTTP calls would only test HTTP). Every expectation is computed from the
 rows written: pages of any size add up to exactly the filtered set, in the
-documented order (newest first, then id), with no row twice."""
+documented order (newest first, ties by id, both descending), with no row twice."""
 
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ def at(i: int) -> datetime:
 
 
 def newest_first(rows: list[Any]) -> list[str]:
-    return [r.id for r in sorted(rows, key=lambda r: (-r.created_at.timestamp(), r.id))]
+    ordered = sorted(rows, key=lambda r: (r.created_at.timestamp(), r.id), reverse=True)
+    return [r.id for r in ordered]
 
 
 @dataclass
