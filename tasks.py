@@ -29,6 +29,13 @@ PAGE = 500
 
 _landing: asyncio.Queue[Payment] = asyncio.Queue()
 _processing: asyncio.Queue[str] = asyncio.Queue()
+_queued: set[str] = set()  # ids waiting in _processing, each at most once
+
+
+def queue_for_processing(settlement_id: str) -> None:
+    if settlement_id not in _queued:
+        _queued.add(settlement_id)
+        _processing.put_nowait(settlement_id)
 
 
 async def on_invoice_paid(payment: Payment) -> None:
@@ -40,7 +47,7 @@ async def on_invoice_paid(payment: Payment) -> None:
 async def land_and_queue(payment: Payment) -> None:
     settlement = await distribution.land_payment(payment)
     if settlement is not None and settlement.status == "pending":
-        _processing.put_nowait(settlement.id)
+        queue_for_processing(settlement.id)
 
 
 async def _landing_worker() -> None:
@@ -55,6 +62,7 @@ async def _landing_worker() -> None:
 async def _processing_worker() -> None:
     while True:
         settlement_id = await _processing.get()
+        _queued.discard(settlement_id)
         try:
             await distribution.process_settlement(settlement_id)
         except Exception:  # left processing: resumed when its lease runs out
@@ -96,7 +104,7 @@ async def resume() -> int:
     """Queue every settlement that is pending or whose worker's lease ran out."""
     ids = await crud.list_settlement_ids_to_resume()
     for settlement_id in ids:
-        _processing.put_nowait(settlement_id)
+        queue_for_processing(settlement_id)
     return len(ids)
 
 

@@ -32,7 +32,7 @@ async def customer(make_user):
 
 
 @pytest.fixture
-def extension():
+async def extension():
     """Stop and start the extension's tasks, as an LNbits restart would."""
     import satmachineadmin
 
@@ -255,3 +255,15 @@ async def test_partial_dispense_before_any_leg_completed_rescales_and_pays(
         sale.gross_sats - settlement.net_sats - settlement.commission_sats
     ]
     await assert_ledger_adds_up(settlement)
+
+
+async def test_a_settlement_waits_in_the_processing_queue_at_most_once(extension):
+    from satmachineadmin import tasks
+
+    extension.stop()  # no worker takes from the queue meanwhile
+    before = tasks._processing.qsize()
+    for _ in range(3):  # e.g. landed, then found again by two recovery runs
+        tasks.queue_for_processing("settlement-x")
+    assert tasks._processing.qsize() == before + 1
+    while not tasks._processing.empty():
+        tasks._queued.discard(tasks._processing.get_nowait())
