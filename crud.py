@@ -897,7 +897,9 @@ async def attach_leg_invoices(invoices: Sequence[tuple[str, str, str]]) -> set[s
 
 
 async def record_leg_outcomes(
-    legs: Sequence[DcaPayment], settlement_id: str | None, lease: timedelta
+    legs: Sequence[DcaPayment],
+    settlement_id: str | None,
+    lease: timedelta | None,
 ) -> None:
     """Write legs' outcomes (status, error, attempts, completion) together, and
     extend the worker's claim on their settlement, in one transaction."""
@@ -919,7 +921,7 @@ async def record_leg_outcomes(
                 },
                 commit=False,
             )
-        if settlement_id is not None:
+        if settlement_id is not None and lease is not None:
             await _execute(
                 c,
                 f"""UPDATE {S}.settlements SET claimed_until = :until

@@ -20,7 +20,7 @@ from lnbits.core.models import Payment
 from lnbits.task_manager import Task, task_manager
 from loguru import logger
 
-from . import crud, distribution
+from . import crud, distribution, landing
 from .bitspire import is_own_transfer
 
 RECOVERY_INTERVAL_SECONDS = 180
@@ -45,7 +45,7 @@ async def on_invoice_paid(payment: Payment) -> None:
 
 
 async def land_and_queue(payment: Payment) -> None:
-    settlement = await distribution.land_payment(payment)
+    settlement = await landing.land_payment(payment)
     if settlement is not None and settlement.status == "pending":
         queue_for_processing(settlement.id)
 
@@ -90,7 +90,7 @@ async def reconcile(since: int | None = None) -> int:
             )
             for payment in payments:
                 if payment.payment_hash not in known:
-                    settlement = await distribution.land_payment(payment)
+                    settlement = await landing.land_payment(payment)
                     landed += settlement is not None
             if len(payments) < PAGE:
                 break

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from lnbits.core.models import User
 from lnbits.decorators import check_user_exists
 
-from . import crud, distribution
+from . import actions, crud
 from .calculations import to_minor_units
 from .errors import Conflict, Invalid
 from .models import (
@@ -265,7 +265,7 @@ async def api_settle_client(
     machine = await machine_of(client)
     await check_wallet_of(data.funding_wallet_id, user.id, "funding_wallet_id")
     check_precision(data.amount_fiat, machine.currency, "amount_fiat")
-    return await distribution.settle_client_balance(
+    return await actions.settle_client_balance(
         client,
         funding_wallet_id=data.funding_wallet_id,
         exchange_rate=data.exchange_rate,

@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from lnbits.core.models import User
 from lnbits.decorators import check_user_exists
 
-from . import crud, distribution
+from . import actions, crud
 from .models import (
     AppendNoteData,
     DcaPayment,
@@ -91,7 +91,7 @@ async def api_retry_settlement(
 ) -> DcaSettlement:
     """Pay an errored settlement's legs that have not completed."""
     settlement = await owned_settlement(settlement_id, user)
-    return await distribution.retry_settlement(settlement.id)
+    return await actions.retry_settlement(settlement.id)
 
 
 @settlements_router.post("/settlements/{settlement_id}/partial-dispense")
@@ -103,7 +103,7 @@ async def api_partial_dispense(
     """Scale a settlement to what the ATM really dispensed (refused once any
     leg has been paid)."""
     settlement = await owned_settlement(settlement_id, user)
-    return await distribution.apply_partial_dispense(
+    return await actions.apply_partial_dispense(
         settlement.id,
         dispensed_fraction=data.dispensed_fraction,
         dispensed_sats=data.dispensed_sats,
@@ -118,7 +118,7 @@ async def api_append_settlement_note(
 ) -> DcaSettlement:
     """Append a timestamped note signed with the caller's user id."""
     settlement = await owned_settlement(settlement_id, user)
-    return await distribution.append_settlement_note(settlement.id, data.note, user.id)
+    return await actions.append_settlement_note(settlement.id, data.note, user.id)
 
 
 # --- payment legs ------------------------------------------------------------

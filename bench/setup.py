@@ -97,7 +97,7 @@ async def set_platform_fee(pct: str, wallet_id: str | None):
 
 
 async def landed_settlement(machine, sale, payment_hash: str):
-    """A settlement as ``distribution.land_payment`` records it for a bitSpire
+    """A settlement as ``landing.land_payment`` records it for a bitSpire
     sale, written straight through crud (so no worker picks it up)."""
     from satmachineadmin import crud
     from satmachineadmin.calculations import (

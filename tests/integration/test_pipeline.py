@@ -209,7 +209,7 @@ async def test_same_payment_delivered_fifty_times_lands_and_pays_once(
     http, operator, make_user, customer
 ):
     from lnbits.core.crud import get_standalone_payment
-    from satmachineadmin import crud, distribution, tasks
+    from satmachineadmin import crud, distribution, landing, tasks
 
     machine_wallet = operator.wallets[1]
     machine = await add_machine(operator, machine_wallet)
@@ -224,7 +224,7 @@ async def test_same_payment_delivered_fifty_times_lands_and_pays_once(
     # Fifty more deliveries, all at once: through the listener and directly.
     await asyncio.gather(
         *(tasks.on_invoice_paid(payment) for _ in range(25)),
-        *(distribution.land_payment(payment) for _ in range(25)),
+        *(landing.land_payment(payment) for _ in range(25)),
     )
     settlement = await wait_for_settlement(payment_hash)
     await asyncio.gather(
@@ -246,7 +246,7 @@ async def test_same_payment_delivered_fifty_times_lands_and_pays_once(
 
 
 async def test_notes_are_appended_with_utc_time_and_author(http, operator, customer):
-    from satmachineadmin import distribution
+    from satmachineadmin import actions
     from satmachineadmin.errors import Invalid
 
     machine_wallet = operator.wallets[1]
@@ -256,10 +256,10 @@ async def test_notes_are_appended_with_utc_time_and_author(http, operator, custo
     )
     settlement = await wait_for_settlement(payment_hash)
 
-    await distribution.append_settlement_note(
+    await actions.append_settlement_note(
         settlement.id, "cash drawer short", operator.id
     )
-    updated = await distribution.append_settlement_note(
+    updated = await actions.append_settlement_note(
         settlement.id, "refunded <50> GTQ by hand", "someone-else"
     )
     lines = updated.notes.splitlines()
@@ -267,8 +267,6 @@ async def test_notes_are_appended_with_utc_time_and_author(http, operator, custo
     assert lines[0].endswith(f"Z] {operator.id}: cash drawer short")
     assert lines[1].endswith("Z] someone-else: refunded <50> GTQ by hand")
     with pytest.raises(Invalid):
-        await distribution.append_settlement_note(
-            settlement.id, "x" * 2001, operator.id
-        )
+        await actions.append_settlement_note(settlement.id, "x" * 2001, operator.id)
     with pytest.raises(Invalid):
-        await distribution.append_settlement_note(settlement.id, "   ", operator.id)
+        await actions.append_settlement_note(settlement.id, "   ", operator.id)

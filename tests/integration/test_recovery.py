@@ -94,7 +94,7 @@ CRASHES = [
 async def test_crash_at_any_step_then_restart_pays_every_leg_exactly_once(
     http, shop, customer, extension, monkeypatch, step, occurrence
 ):
-    from satmachineadmin import distribution
+    from satmachineadmin import distribution, payer
 
     payees = shop["payees"]
     before = [await wallet_balance(w.id) for w in payees]
@@ -104,9 +104,9 @@ async def test_crash_at_any_step_then_restart_pays_every_leg_exactly_once(
         if name == step:
             crashed.append(name)
             if len(crashed) == occurrence:
-                raise distribution.SimulatedCrash(name)
+                raise payer.SimulatedCrash(name)
 
-    monkeypatch.setattr(distribution, "checkpoint", crash)
+    monkeypatch.setattr(payer, "checkpoint", crash)
     monkeypatch.setattr(distribution, "LEASE", timedelta(milliseconds=300))
     payment_hash = await make_sale(
         http, shop["machine_wallet"], customer.wallet, dca_sale(shop["machine"])
@@ -120,7 +120,7 @@ async def test_crash_at_any_step_then_restart_pays_every_leg_exactly_once(
     assert len(crashed) == occurrence
 
     extension.stop()  # LNbits goes down ...
-    monkeypatch.setattr(distribution, "checkpoint", lambda name: None)
+    monkeypatch.setattr(payer, "checkpoint", lambda name: None)
     import asyncio
 
     await asyncio.sleep(0.4)  # ... long enough for the dead worker's lease
@@ -169,7 +169,7 @@ async def test_sales_made_while_the_extension_was_stopped_land_on_start(
 async def test_failed_legs_leave_it_errored_and_a_retry_pays_only_what_is_missing(
     http, shop, customer, extension
 ):
-    from satmachineadmin import distribution
+    from satmachineadmin import actions
     from satmachineadmin.errors import Conflict
 
     payees = shop["payees"]
@@ -192,7 +192,7 @@ async def test_failed_legs_leave_it_errored_and_a_retry_pays_only_what_is_missin
     await assert_ledger_adds_up(settlement)
 
     with pytest.raises(Conflict):  # no partial dispense once a leg was paid
-        await distribution.apply_partial_dispense(
+        await actions.apply_partial_dispense(
             settlement.id,
             dispensed_fraction=Decimal("0.5"),
             dispensed_sats=None,
@@ -201,12 +201,12 @@ async def test_failed_legs_leave_it_errored_and_a_retry_pays_only_what_is_missin
         )
 
     await credit(machine_wallet.id, 300_000)  # the operator tops the wallet up
-    settlement = await distribution.retry_settlement(settlement.id)
+    settlement = await actions.retry_settlement(settlement.id)
     assert settlement.status == "processed"
     assert await received(payees, before) == EXPECTED
     await assert_ledger_adds_up(settlement)
     with pytest.raises(Conflict):  # nothing left to retry
-        await distribution.retry_settlement(settlement.id)
+        await actions.retry_settlement(settlement.id)
 
 
 @pytest.mark.parametrize(
@@ -215,7 +215,7 @@ async def test_failed_legs_leave_it_errored_and_a_retry_pays_only_what_is_missin
 async def test_partial_dispense_before_any_leg_completed_rescales_and_pays(
     http, shop, customer, extension, operator, fraction, status
 ):
-    from satmachineadmin import distribution
+    from satmachineadmin import actions
 
     payees = shop["payees"]
     before = [await wallet_balance(w.id) for w in payees]
@@ -230,7 +230,7 @@ async def test_partial_dispense_before_any_leg_completed_rescales_and_pays(
     assert await received(payees, before) == [0, 0, 0, 0]
 
     await credit(machine_wallet.id, sale.gross_sats)
-    settlement = await distribution.apply_partial_dispense(
+    settlement = await actions.apply_partial_dispense(
         settlement.id,
         dispensed_fraction=fraction,
         dispensed_sats=None,
