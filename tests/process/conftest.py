@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from lnbits_process import LnbitsProcess  # noqa: E402
+from lnbits_process import LnbitsProcess
 
 
 @pytest.fixture

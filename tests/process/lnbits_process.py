@@ -205,7 +205,8 @@ class LnbitsProcess:
             assert self.process is not None
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"LNbits exited ({self.process.returncode}); log:\n{self.log_tail()}"
+                    f"LNbits exited ({self.process.returncode}); "
+                    f"log:\n{self.log_tail()}"
                 )
             try:
                 r = self.client.get("/api/v1/health", timeout=2)
