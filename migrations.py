@@ -247,3 +247,57 @@ async def m002_listing_indexes(db: Connection) -> None:
         "payments",
         f"operator_user_id, status, leg_type, {page}",
     )
+
+
+async def m003_payout_recovery(db: Connection) -> None:
+    """Payouts that survive process death: every invoice a leg ever had
+    (``leg_invoices``), the repair of a transfer LNbits left half done
+    (``payments.repaired_at``/``repair_note``), how many times a leg's invoice
+    was replaced, which process holds a settlement's claim, and a per-machine
+    checkpoint so start-up recovery scans only recent payments."""
+    now = db.timestamp_now
+    await db.execute(
+        "ALTER TABLE satmachineadmin.payments ADD COLUMN repaired_at TIMESTAMP"
+    )
+    await db.execute("ALTER TABLE satmachineadmin.payments ADD COLUMN repair_note TEXT")
+    await db.execute(
+        "ALTER TABLE satmachineadmin.payments "
+        "ADD COLUMN invoice_replacements INTEGER NOT NULL DEFAULT 0"
+    )
+    await db.execute(
+        "ALTER TABLE satmachineadmin.settlements ADD COLUMN claimed_by TEXT"
+    )
+    # An invoice a leg had and gave up because LNbits said it can never be
+    # paid; the leg row keeps its current invoice (the one that pays).
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.leg_invoices (
+            id TEXT PRIMARY KEY,
+            leg_id TEXT NOT NULL,
+            payment_hash TEXT NOT NULL,
+            payment_request TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT,
+            created_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    await _index(db, "leg_invoices_leg", "leg_invoices", "leg_id, created_at")
+    if db.type == SQLITE:
+        sql = (
+            "CREATE UNIQUE INDEX satmachineadmin.leg_invoices_hash "
+            "ON leg_invoices (payment_hash)"
+        )
+    else:
+        sql = (
+            "CREATE UNIQUE INDEX leg_invoices_hash "
+            "ON satmachineadmin.leg_invoices (payment_hash)"
+        )
+    await db.execute(sql)
+    # Up to where (Unix seconds) recovery has scanned a machine wallet's
+    # incoming payments; the next scan starts an overlap window before it.
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.recovery_checkpoints (
+            machine_id TEXT PRIMARY KEY,
+            scanned_until {db.big_int} NOT NULL,
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)

@@ -353,6 +353,7 @@ class DcaSettlement(_Row):
     distribution_round: int = 0
     dispensed_fraction: Decimal | None = None
     claimed_until: datetime | None = None
+    claimed_by: str | None = None  # the process (boot id) holding the claim
     paid_at: datetime | None = None
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
@@ -468,6 +469,9 @@ class DcaPayment(_Row):
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     completed_at: datetime | None = None
+    repaired_at: datetime | None = None  # a half-done transfer finished forward
+    repair_note: str | None = None
+    invoice_replacements: int = 0  # invoices LNbits failed, replaced by a fresh one
     fiat_amount: Decimal | None = Field(None, no_database=True)
 
     @root_validator(skip_on_failure=True)
@@ -478,9 +482,23 @@ class DcaPayment(_Row):
         return values
 
 
+class LegInvoice(_Row):
+    """An invoice a leg had before LNbits failed it (payout recovery)."""
+
+    id: str
+    leg_id: str
+    payment_hash: str
+    payment_request: str
+    status: str  # 'replaced'
+    reason: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+
+
 class SettlementWithLegs(BaseModel):
     settlement: DcaSettlement
     legs: list[DcaPayment]
+    wait_reason: str | None = None  # why it is not finished yet (payout recovery)
+    replaced_invoices: list[LegInvoice] = []  # invoices legs gave up, oldest first
 
 
 # --- telemetry -------------------------------------------------------------
