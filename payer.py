@@ -25,6 +25,7 @@ A leg counts as completed only once the destination received it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -301,6 +302,32 @@ async def _repair(leg: DcaPayment, state: TransferState) -> None:
     invoice = state.incoming
     invoice.status = PaymentState.SUCCESS
     await update_payment(invoice)
+    _recent_repairs[leg.id] = (leg, time.monotonic() + REVERIFY_SECONDS)
+
+
+# LNbits' start-up check of pending payments writes back rows it read before
+# it began: one it read as pending and then finds unknown to the funding
+# source is written failed, even if a repair marked it paid meanwhile. So a
+# repair made in this process is checked again (one query for all of them)
+# by the recovery loop for a while, and done again if it was undone.
+REVERIFY_SECONDS = 15 * 60
+_recent_repairs: dict[str, tuple[DcaPayment, float]] = {}
+
+
+async def reverify_repairs() -> int:
+    """Repair again any recent repair that LNbits undid; returns how many."""
+    now = time.monotonic()
+    for leg_id, (_, until) in list(_recent_repairs.items()):
+        if until < now:
+            del _recent_repairs[leg_id]
+    if not _recent_repairs:
+        return 0
+    redone = 0
+    for leg, state in await _inspect([leg for leg, _ in _recent_repairs.values()]):
+        if state.half_done:
+            await _repair(leg, state)
+            redone += 1
+    return redone
 
 
 async def was_paid(leg: DcaPayment) -> bool:

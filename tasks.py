@@ -22,7 +22,7 @@ from lnbits.core.models import Payment
 from lnbits.task_manager import Task, task_manager
 from loguru import logger
 
-from . import crud, crud_payouts, distribution, landing
+from . import crud, crud_payouts, distribution, landing, payer
 from .bitspire import is_own_transfer
 from .models import Machine
 
@@ -154,6 +154,7 @@ async def _recovery_loop() -> None:
             continue
         try:
             await resume()
+            await payer.reverify_repairs()
         except Exception:
             logger.exception("satmachineadmin: resume failed; next run retries")
 
