@@ -135,6 +135,7 @@ def test_a_kill_between_the_two_writes_of_a_transfer_is_repaired(
     assert repaired["id"] == leg["id"]
     assert "marked paid" in repaired["repair_note"]
     assert "repaired" in (detail["settlement"]["notes"] or "")
+    assert "1 transfer(s) repaired" in detail["wait_reason"]
     # Start again: nothing is repaired twice, no balance moves.
     before = {w: node.balance(wallet) for w, wallet in shop.payees.items()}
     node.kill()
