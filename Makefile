@@ -26,7 +26,7 @@ TESTS ?= tests
 PYTEST_ARGS ?=
 RUN_ARGS ?=
 
-.PHONY: help venv run test test-pg lint checkruff checkformat mypy format check bench clean-run
+.PHONY: help venv run test test-pg lint checkruff checkformat mypy format check bench clean-run soak
 
 help:
 	@echo "make run       set up .venv and run LNbits + this extension on 127.0.0.1:5000"
@@ -36,6 +36,7 @@ help:
 	@echo "make format    ruff format and ruff check --fix"
 	@echo "make check     lint + test"
 	@echo "make bench     run the benchmarks (bench/__main__.py)"
+	@echo "make soak      SIGKILL LNbits during payouts, many times (SOAK_ARGS, both databases)"
 	@echo "make venv      create .venv and install LNbits and the dev tools"
 
 venv: $(STAMP)
@@ -97,6 +98,13 @@ bench: $(STAMP)
 		echo "No benchmarks yet: bench/__main__.py does not exist."; \
 		exit 1; \
 	fi
+
+# The long process-death soak (tests/process/soak.py): SQLite, then PostgreSQL
+# at PG_URL. SOAK_ARGS e.g. "--seed 7 --rounds 10 --per-round 6".
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(PY) tests/process/soak.py $(SOAK_ARGS)
+	SATMACHINE_TEST_POSTGRES=$(PG_URL) $(PY) tests/process/soak.py $(SOAK_ARGS)
 
 # Forget the local LNbits of `make run` (its database, users and password).
 clean-run:
