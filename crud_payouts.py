@@ -6,11 +6,12 @@ read of LNbits' own payments table that tells what became of a chunk of legs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from lnbits.core.db import db as core_db
 from lnbits.core.models import Payment
 
+from .bitspire import EXTRA_KEY
 from .crud import S, _execute, _fetchall, _insert, _scalar_rows, connection, new_id
 from .crud import transaction as transaction
 from .models import DcaPayment, LegInvoice, utc_now
@@ -28,6 +29,32 @@ async def get_transfers(hashes: Sequence[str]) -> list[Payment]:
         names,
         Payment,
     )
+
+
+async def get_recently_failed_invoices(since: datetime) -> list[Payment]:
+    """This extension's transfer invoices that LNbits marked failed since
+    ``since`` (LNbits' index on ``updated_at``): one query, a few rows."""
+    return await core_db.fetchall(
+        f"""SELECT * FROM apipayments WHERE updated_at >=
+            {core_db.timestamp_placeholder("since")} AND amount > 0
+            AND status = 'failed' AND extra LIKE :ours""",
+        {"since": since, "ours": f'%"{EXTRA_KEY}"%'},
+        Payment,
+    )
+
+
+async def get_legs_by_hashes(hashes: Sequence[str]) -> list[DcaPayment]:
+    if not hashes:
+        return []
+    names = {f"h{i}": h for i, h in enumerate(hashes)}
+    placeholders = ", ".join(f":{n}" for n in names)
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"SELECT * FROM {S}.payments WHERE payment_hash IN ({placeholders})",
+            names,
+            DcaPayment,
+        )
 
 
 async def replace_leg_invoice(

@@ -281,6 +281,7 @@ async def m003_payout_recovery(db: Connection) -> None:
         );
     """)
     await _index(db, "leg_invoices_leg", "leg_invoices", "leg_id, created_at")
+    await _index(db, "payments_hash", "payments", "payment_hash")
     if db.type == SQLITE:
         sql = (
             "CREATE UNIQUE INDEX satmachineadmin.leg_invoices_hash "

@@ -25,9 +25,8 @@ A leg counts as completed only once the destination received it.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from lnbits.core.crud import update_payment
 from lnbits.core.models import Payment, PaymentState
@@ -302,32 +301,38 @@ async def _repair(leg: DcaPayment, state: TransferState) -> None:
     invoice = state.incoming
     invoice.status = PaymentState.SUCCESS
     await update_payment(invoice)
-    _recent_repairs[leg.id] = (leg, time.monotonic() + REVERIFY_SECONDS)
 
 
-# LNbits' start-up check of pending payments writes back rows it read before
-# it began: one it read as pending and then finds unknown to the funding
-# source is written failed, even if a repair marked it paid meanwhile. So a
-# repair made in this process is checked again (one query for all of them)
-# by the recovery loop for a while, and done again if it was undone.
-REVERIFY_SECONDS = 15 * 60
-_recent_repairs: dict[str, tuple[DcaPayment, float]] = {}
+# LNbits' check of pending payments (at start-up, then every 30 minutes)
+# asks the funding source about every pending invoice, and the funding source
+# does not know invoices made for internal transfers: it writes each one
+# failed, from a copy it read before it began. If this extension paid such an
+# invoice meanwhile, the payee's credit is overwritten as failed while the
+# payer stays debited: a half-done transfer after the leg was recorded. So the
+# recovery loop sweeps, every few seconds, this extension's invoices that
+# LNbits marked failed recently (one indexed query) and finishes forward any
+# whose payment succeeded.
+SWEEP_OVERLAP_SECONDS = 120
 
 
-async def reverify_repairs() -> int:
-    """Repair again any recent repair that LNbits undid; returns how many."""
-    now = time.monotonic()
-    for leg_id, (_, until) in list(_recent_repairs.items()):
-        if until < now:
-            del _recent_repairs[leg_id]
-    if not _recent_repairs:
+async def sweep_half_done(since: datetime) -> int:
+    """Repair the transfers of this extension's legs that LNbits left (or
+    made) half done since ``since``; returns how many were repaired."""
+    failed = await crud_payouts.get_recently_failed_invoices(since)
+    if not failed:
         return 0
-    redone = 0
-    for leg, state in await _inspect([leg for leg, _ in _recent_repairs.values()]):
+    hashes = sorted({p.payment_hash for p in failed})
+    legs = await crud_payouts.get_legs_by_hashes(hashes)
+    if not legs:
+        return 0
+    payments = await crud_payouts.get_transfers(hashes)
+    repaired = 0
+    for leg in legs:
+        state = TransferState(leg, payments)
         if state.half_done:
             await _repair(leg, state)
-            redone += 1
-    return redone
+            repaired += 1
+    return repaired
 
 
 async def was_paid(leg: DcaPayment) -> bool:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 from lnbits.core.crud import get_payments
 from lnbits.core.models import Payment
@@ -24,12 +25,13 @@ from loguru import logger
 
 from . import crud, crud_payouts, distribution, landing, payer
 from .bitspire import is_own_transfer
-from .models import Machine
+from .models import Machine, utc_now
 
 RECOVERY_INTERVAL_SECONDS = 180  # a scan for sales the listener missed
 RESUME_INTERVAL_SECONDS = 10  # a look for settlements to resume
 RECENT_WINDOW_SECONDS = 24 * 3600  # periodic scans look this far back
 CHECKPOINT_OVERLAP_SECONDS = RECENT_WINDOW_SECONDS  # start-up rescans this much
+SWEEP_OVERLAP = timedelta(seconds=payer.SWEEP_OVERLAP_SECONDS)
 PAGE = 500
 
 _landing: asyncio.Queue[Payment] = asyncio.Queue()
@@ -144,6 +146,7 @@ async def _recovery_loop() -> None:
     Then every few seconds resume what is due (one indexed query: pending
     settlements, and processing ones whose worker's lease ran out), and every
     few minutes look for missed sales again."""
+    last_sweep = utc_now() - timedelta(days=1)
     await recover(full=True)
     last_scan = time.monotonic()
     while True:
@@ -154,7 +157,9 @@ async def _recovery_loop() -> None:
             continue
         try:
             await resume()
-            await payer.reverify_repairs()
+            swept_at = utc_now()
+            await payer.sweep_half_done(last_sweep - SWEEP_OVERLAP)
+            last_sweep = swept_at
         except Exception:
             logger.exception("satmachineadmin: resume failed; next run retries")
 
