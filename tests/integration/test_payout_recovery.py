@@ -189,3 +189,43 @@ async def test_start_up_recovery_scans_from_a_checkpoint(
     settlement = await wait_for_settlement(payment_hash)
     assert settlement.status == "processed"
     assert (await crud_payouts.get_checkpoints())[machine.id] >= checkpoints[machine.id]
+
+
+async def test_a_paid_invoice_lnbits_rewrote_as_failed_is_swept_and_repaired(
+    http, shop, customer, extension
+):
+    """LNbits' pending check writes an invoice failed from a copy it read
+    before this extension paid it: the payer stays debited, the payee loses
+    the credit. The sweep finds it (invoices of ours LNbits failed recently),
+    finishes it forward once, and records the repair."""
+    from datetime import timedelta
+
+    from lnbits.core.crud import get_standalone_payment, update_payment
+    from lnbits.core.models import PaymentState
+    from satmachineadmin import payer
+    from satmachineadmin.models import utc_now
+
+    payees = shop["payees"]
+    payment_hash = await make_sale(
+        http, shop["machine_wallet"], customer.wallet, dca_sale(shop["machine"])
+    )
+    settlement = await wait_for_settlement(payment_hash)
+    assert settlement.status == "processed"
+    after = [await wallet_balance(w.id) for w in payees]
+    leg = next(leg for leg in await ledger(settlement.id) if leg.leg_type == "dca")
+    extension.satmachineadmin_stop()  # only this test's sweep runs
+    invoice = await get_standalone_payment(leg.payment_hash, incoming=True)
+    assert invoice is not None and invoice.success
+    invoice.status = PaymentState.FAILED  # the stale write
+    await update_payment(invoice)
+    lp_wallet = next(w for w in payees if w.id == leg.destination_wallet_id)
+    assert await wallet_balance(lp_wallet.id) == after[payees.index(lp_wallet)] - (
+        leg.amount_sats
+    )
+
+    assert await payer.sweep_half_done(utc_now() - timedelta(minutes=1)) == 1
+    assert [await wallet_balance(w.id) for w in payees] == after
+    assert await payer.sweep_half_done(utc_now() - timedelta(minutes=1)) == 0
+    [repaired] = [leg for leg in await ledger(settlement.id) if leg.repaired_at]
+    assert repaired.id == leg.id and "marked paid" in repaired.repair_note
+    extension.satmachineadmin_start()
