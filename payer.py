@@ -26,7 +26,7 @@ A leg counts as completed only once the destination received it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 from lnbits.core.crud import update_payment
 from lnbits.core.models import Payment, PaymentState
@@ -41,6 +41,9 @@ from .models import DcaPayment, Machine, utc_now
 
 CHUNK = 50  # legs whose invoices are attached, and outcomes written, together
 INVOICE_EXPIRY_SECONDS = 30 * 24 * 3600  # a failed leg's retry reuses its invoice
+
+
+PROCESS_STARTED = utc_now()
 
 
 class SimulatedCrash(BaseException):
@@ -141,12 +144,20 @@ async def _check_pending_invoices(
     leg's invoice that is still pending and nobody paid. LNbits' start-up
     check fails the invoices its funding source does not know, writing from
     a list it read first: paying such an invoice while that check runs could
-    be overwritten as failed. Asking first settles it either way."""
+    be overwritten as failed. Asking first settles it either way. Only
+    invoices made before this process started: no payment of those can be in
+    flight (a payment runs in the process that makes it), so the answer
+    cannot race one."""
     changed = False
     for _, state in states:
         invoice = state.incoming
         if invoice is None or not invoice.pending or state.outgoing is not None:
             continue
+        made = invoice.created_at
+        if made.tzinfo is None:
+            made = made.replace(tzinfo=timezone.utc)
+        if made >= PROCESS_STARTED:
+            continue  # this process's own: a worker here may be paying it now
         checked = await update_pending_payment(invoice)
         changed = changed or not checked.pending
     return changed
