@@ -5,7 +5,8 @@ when SATMACHINE_TEST_POSTGRES is set), or
 
 Pays ``rounds`` x ``per-round`` bitSpire sales to a machine with 12 LPs and a
 50/30/20 split, SIGKILLs LNbits 0 to 2.5 s after each round, starts it again,
-then checks the invariants of ``tests/process/test_process_death.py`` and
+waits for every settlement (the resume time after each kill), and at the
+end checks the invariants of ``tests/process/test_process_death.py`` and
 prints the figures (resume times after each kill included) as JSON.
 """
 
@@ -31,7 +32,11 @@ def main() -> int:
     with LnbitsProcess(log_name="soak") as node:
         node.start()
         summary = run_with_kills(
-            node, seed=args.seed, rounds=args.rounds, per_round=args.per_round
+            node,
+            seed=args.seed,
+            rounds=args.rounds,
+            per_round=args.per_round,
+            settle_each_round=True,
         )
     print(json.dumps({"database": node.db_name, **summary}))
     return 0
