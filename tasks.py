@@ -28,7 +28,7 @@ from .bitspire import is_own_transfer
 from .models import Machine, utc_now
 
 RECOVERY_INTERVAL_SECONDS = 180  # a scan for sales the listener missed
-RESUME_INTERVAL_SECONDS = 10  # a look for settlements to resume
+RESUME_INTERVAL_SECONDS = 5  # a look for settlements to resume
 RECENT_WINDOW_SECONDS = 24 * 3600  # periodic scans look this far back
 CHECKPOINT_OVERLAP_SECONDS = RECENT_WINDOW_SECONDS  # start-up rescans this much
 SWEEP_OVERLAP = timedelta(seconds=payer.SWEEP_OVERLAP_SECONDS)
