@@ -7,6 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from lnbits.db import Connection, insert_query, model_to_dict
+from pydantic import BaseModel
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from .crud import (
@@ -15,6 +18,7 @@ from .crud import (
     _fetchall,
     _fetchone,
     _insert,
+    _params,
     _scalar_rows,
     connection,
     transaction,
@@ -163,13 +167,19 @@ async def insert_settlements(
     already, landed concurrently; the caller lands one by one)."""
     try:
         async with transaction() as c:
-            for settlement in settlements:
-                await _insert(c, "settlements", settlement, commit=False)
-            for leg in legs:
-                await _insert(c, "payments", leg, commit=False)
+            await _insert_many(c, "settlements", settlements)
+            await _insert_many(c, "payments", legs)
     except IntegrityError:
         return False
     return True
+
+
+async def _insert_many(c: Connection, table: str, rows: Sequence[BaseModel]) -> None:
+    """One INSERT executed for many rows (a driver-level executemany)."""
+    if not rows:
+        return
+    sql = c.rewrite_query(insert_query(f"{S}.{table}", rows[0]))
+    await c.conn.execute(text(sql), [_params(c, model_to_dict(row)) for row in rows])
 
 
 # --- funding -------------------------------------------------------------------

@@ -291,10 +291,12 @@ def scrub(text: str, source: LamassuSource) -> str:
 
 
 async def _has_fixed_fee(conn: Any) -> bool:
+    """Lamassu 10.2 added ``fixed_fee``; older servers have no such column."""
     return bool(
         await conn.fetchval(
-            """SELECT EXISTS (SELECT 1 FROM information_schema.columns
-               WHERE table_name = 'cash_out_txs' AND column_name = 'fixed_fee')"""
+            """SELECT EXISTS (SELECT 1 FROM pg_attribute
+               WHERE attrelid = to_regclass('cash_out_txs')
+               AND attname = 'fixed_fee' AND NOT attisdropped)"""
         )
     )
 

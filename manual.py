@@ -17,6 +17,7 @@ from .models import DcaSettlement, Machine, ManualSaleData, SaleSource
 
 SOURCE: SaleSource = "manual"
 SATS_PER_BTC = 100_000_000
+MAX_SATS = 21_000_000 * SATS_PER_BTC
 
 
 def manual_sale(
@@ -64,6 +65,8 @@ async def land_manual_sale(
     )
     if sale.net_sats <= 0:
         raise Invalid("fiat_amount", "buys less than one sat at this exchange_rate")
+    if sale.net_sats > MAX_SATS:
+        raise Invalid("fiat_amount", "buys more than all bitcoin at this exchange_rate")
     settlement, created = await land_sale(
         sale,
         machine,

@@ -523,6 +523,7 @@ class TelemetrySnapshot(_Row):
 
 # --- sale sources: Lamassu settings, manual sales (issue 10) ----------------
 
+BITCOIN_GENESIS = datetime(2009, 1, 3, tzinfo=timezone.utc)
 SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -667,6 +668,8 @@ class ManualSaleData(BaseModel):
             value = value.replace(tzinfo=timezone.utc)
         if value > utc_now() + timedelta(minutes=10):
             raise ValueError("is in the future")
+        if value < BITCOIN_GENESIS:
+            raise ValueError("is before bitcoin existed")
         return value
 
     @root_validator(skip_on_failure=True)
