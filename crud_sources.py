@@ -41,10 +41,16 @@ async def get_lamassu_source(machine_id: str) -> LamassuSource | None:
         )
 
 
-async def list_lamassu_sources() -> list[LamassuSource]:
+async def list_lamassu_sources(
+    operator_user_id: str | None = None,
+) -> list[LamassuSource]:
+    where = "" if operator_user_id is None else "WHERE operator_user_id = :op"
     async with connection() as c:
         return await _fetchall(
-            c, f"SELECT * FROM {S}.lamassu_sources", None, LamassuSource
+            c,
+            f"SELECT * FROM {S}.lamassu_sources {where}",
+            {"op": operator_user_id},
+            LamassuSource,
         )
 
 
@@ -207,6 +213,18 @@ async def list_awaiting_funds() -> list[DcaSettlement]:
             None,
             DcaSettlement,
         )
+
+
+async def count_awaiting_funds(operator_user_id: str) -> dict[str, int]:
+    async with connection() as c:
+        rows = await _scalar_rows(
+            c,
+            f"""SELECT machine_id, COUNT(*) AS n FROM {S}.settlements
+                WHERE operator_user_id = :op AND status = 'awaiting_funds'
+                GROUP BY machine_id""",
+            {"op": operator_user_id},
+        )
+    return {row["machine_id"]: int(row["n"]) for row in rows}
 
 
 async def set_awaiting_funds(settlement_id: str) -> bool:

@@ -690,3 +690,7 @@ class MachineFunding(BaseModel):
     owes_sats: int
     holds_sats: int
     awaiting_funds: int
+    # Lamassu machines: the source's status (None otherwise / never polled).
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None

@@ -142,19 +142,26 @@ async def api_manual_sale(
 
 @sources_router.get("/funding")
 async def api_funding(user: User = Depends(check_user_exists)) -> list[MachineFunding]:
-    """Per machine: sats its wallet still has to pay out against its balance."""
+    """Per machine: sats its wallet still has to pay out against its balance,
+    and for a Lamassu machine its source's status."""
     owed = await crud_sources.owed_by_machine(user.id)
-    waiting: dict[str, int] = {}
-    for settlement in await crud_sources.list_awaiting_funds():
-        if settlement.operator_user_id == user.id:
-            waiting[settlement.machine_id] = waiting.get(settlement.machine_id, 0) + 1
-    return [
-        MachineFunding(
-            machine_id=machine.id,
-            source=machine.source,
-            owes_sats=owed.get(machine.id, 0),
-            holds_sats=await funding.wallet_sats(machine.wallet_id),
-            awaiting_funds=waiting.get(machine.id, 0),
+    waiting = await crud_sources.count_awaiting_funds(user.id)
+    sources = {
+        s.machine_id: s for s in await crud_sources.list_lamassu_sources(user.id)
+    }
+    rows = []
+    for machine in await crud.list_machines(user.id, 1000, 0):
+        source = sources.get(machine.id)
+        rows.append(
+            MachineFunding(
+                machine_id=machine.id,
+                source=machine.source,
+                owes_sats=owed.get(machine.id, 0),
+                holds_sats=await funding.wallet_sats(machine.wallet_id),
+                awaiting_funds=waiting.get(machine.id, 0),
+                last_poll_at=source.last_poll_at if source else None,
+                last_success_at=source.last_success_at if source else None,
+                last_error=source.last_error if source else None,
+            )
         )
-        for machine in await crud.list_machines(user.id, 1000, 0)
-    ]
+    return rows

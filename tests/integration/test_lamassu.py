@@ -265,6 +265,21 @@ async def test_unreachable_source_loses_nothing_and_says_why(
         responses.append(str(missing))
         assert "no database" in missing["error"]
 
+        # The role loses CONNECT (an administrator's mistake), then gets it back.
+        back = settings(lamassu, device_id="dev-c")
+        await connect(http, user, machine["id"], back)
+        await lamassu.execute(
+            f"REVOKE CONNECT ON DATABASE {lamassu.name} FROM {lamassu.reader}"
+        )
+        try:
+            denied = await poll(http, user, machine["id"])
+        finally:
+            await lamassu.execute(
+                f"GRANT CONNECT ON DATABASE {lamassu.name} TO {lamassu.reader}"
+            )
+        responses.append(str(denied))
+        assert denied["landed"] == 0 and "may not read" in denied["error"]
+
         # Back up (the password is kept when left out): both sales land once.
         back = settings(lamassu, device_id="dev-c")
         back.pop("password")
