@@ -146,23 +146,22 @@ async def advance_cursor(machine_id: str, cursor: datetime) -> None:
 # --- landing a batch -----------------------------------------------------------
 
 
-async def known_source_txids(
-    machine_id: str, source: str, txids: Sequence[str]
-) -> set[str]:
+async def known_sale_keys(keys: Sequence[str]) -> set[str]:
+    """Which of these sale keys (``settlements.payment_hash``) are landed. By
+    the UNIQUE index on payment_hash: one index probe per key."""
     known: set[str] = set()
     async with connection() as c:
-        for start in range(0, len(txids), KNOWN_CHUNK):
-            chunk = txids[start : start + KNOWN_CHUNK]
-            names = {f"t{i}": t for i, t in enumerate(chunk)}
+        for start in range(0, len(keys), KNOWN_CHUNK):
+            chunk = keys[start : start + KNOWN_CHUNK]
+            names = {f"k{i}": k for i, k in enumerate(chunk)}
             placeholders = ", ".join(f":{n}" for n in names)
             rows = await _scalar_rows(
                 c,
-                f"""SELECT source_txid FROM {S}.settlements
-                    WHERE machine_id = :m AND source = :s
-                    AND source_txid IN ({placeholders})""",
-                {"m": machine_id, "s": source, **names},
+                f"""SELECT payment_hash FROM {S}.settlements
+                    WHERE payment_hash IN ({placeholders})""",
+                names,
             )
-            known.update(row["source_txid"] for row in rows)
+            known.update(row["payment_hash"] for row in rows)
     return known
 
 

@@ -123,13 +123,13 @@ async def land_sales(
     them meanwhile (a UNIQUE conflict), one by one through ``land_sale``."""
     if not sales:
         return []
-    known = await crud_sources.known_source_txids(
-        machine.id, source, [txid for _, txid, _ in sales]
+    known = await crud_sources.known_sale_keys(
+        [sale_key(source, machine.id, txid) for _, txid, _ in sales]
     )
     config = await crud.get_super_config()
     fresh: dict[str, tuple[Sale, DcaSettlement]] = {}
     for sale, txid, when in sales:
-        if txid not in known and txid not in fresh:
+        if sale_key(source, machine.id, txid) not in known and txid not in fresh:
             row = settlement_for(
                 sale, machine, config, source=source, source_txid=txid, paid_at=when
             )

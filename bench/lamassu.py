@@ -45,29 +45,34 @@ def _progress(message: str) -> None:
 
 async def _build(rows: int) -> Any:
     sys.path.insert(0, str(env.REPO / "tests" / "integration"))
-    from lamassu_db import create_lamassu_db
+    from lamassu_db import create_lamassu_db, drop_lamassu_db
 
     db = await create_lamassu_db()
-    await db.execute(
-        "INSERT INTO devices (device_id) VALUES ($1), ('other-device')", DEVICE
-    )
-    await db.execute(ROWS_SQL, DEVICE, rows)
-    conn = await db.connect()
     try:
-        sales = await conn.fetchval(
-            """SELECT count(*) FROM cash_out_txs WHERE device_id = $1
-               AND crypto_code IN ('BTC', 'LN') AND dispense AND dispense_confirmed
-               AND error IS NULL AND status = 'confirmed'""",
-            DEVICE,
+        await db.execute(
+            "INSERT INTO devices (device_id) VALUES ($1), ('other-device')", DEVICE
         )
-        recent = await conn.fetchval(
-            """SELECT count(*) FROM cash_out_txs WHERE device_id = $1
-               AND created > now() - interval '24 hours'""",
-            DEVICE,
-        )
-        await conn.execute("ANALYZE")
-    finally:
-        await conn.close()
+        await db.execute(ROWS_SQL, DEVICE, rows)
+        conn = await db.connect()
+        try:
+            sales = await conn.fetchval(
+                """SELECT count(*) FROM cash_out_txs WHERE device_id = $1
+                   AND crypto_code IN ('BTC', 'LN') AND dispense
+                   AND dispense_confirmed AND error IS NULL
+                   AND status = 'confirmed'""",
+                DEVICE,
+            )
+            recent = await conn.fetchval(
+                """SELECT count(*) FROM cash_out_txs WHERE device_id = $1
+                   AND created > now() - interval '24 hours'""",
+                DEVICE,
+            )
+            await conn.execute("ANALYZE")
+        finally:
+            await conn.close()
+    except BaseException:
+        await drop_lamassu_db(db)
+        raise
     return db, int(sales), int(recent)
 
 

@@ -327,6 +327,13 @@ async def test_connection_test_answers_in_words(http, operator, lamassu, make_us
     finally:
         await drop_lamassu_db(empty)
 
+    # Deleting the machine (no sales yet) frees its device for another one.
+    await connect(http, user, machine["id"], settings(lamassu, device_id="dev-d"))
+    deleted = await http.delete(f"{API}/machines/{machine['id']}", headers=user.headers)
+    assert deleted.status_code == 204, deleted.text
+    again = await create_machine(http, user, user.wallets[1])
+    await connect(http, user, again["id"], settings(lamassu, device_id="dev-d"))
+
 
 async def test_lamassu_settings_refuse_bad_input_and_other_operators(
     http, operator, other_operator, lamassu
