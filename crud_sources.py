@@ -25,9 +25,6 @@ from .crud import (
 )
 from .models import DcaPayment, DcaSettlement, LamassuSource, utc_now
 
-KNOWN_CHUNK = 500  # ids per IN (...): well under every backend's parameter cap
-
-
 # --- Lamassu settings and status ---------------------------------------------
 
 
@@ -146,23 +143,20 @@ async def advance_cursor(machine_id: str, cursor: datetime) -> None:
 # --- landing a batch -----------------------------------------------------------
 
 
-async def known_sale_keys(keys: Sequence[str]) -> set[str]:
-    """Which of these sale keys (``settlements.payment_hash``) are landed. By
-    the UNIQUE index on payment_hash: one index probe per key."""
-    known: set[str] = set()
+async def known_source_txids_since(
+    machine_id: str, source: str, since: datetime
+) -> set[str]:
+    """The source ids of a machine's sales that happened at or after
+    ``since``. A range on (machine_id, paid_at): linear whatever plan the
+    database picks (a long IN list is not, on a table without statistics)."""
     async with connection() as c:
-        for start in range(0, len(keys), KNOWN_CHUNK):
-            chunk = keys[start : start + KNOWN_CHUNK]
-            names = {f"k{i}": k for i, k in enumerate(chunk)}
-            placeholders = ", ".join(f":{n}" for n in names)
-            rows = await _scalar_rows(
-                c,
-                f"""SELECT payment_hash FROM {S}.settlements
-                    WHERE payment_hash IN ({placeholders})""",
-                names,
-            )
-            known.update(row["payment_hash"] for row in rows)
-    return known
+        rows = await _scalar_rows(
+            c,
+            f"""SELECT source_txid FROM {S}.settlements
+                WHERE machine_id = :m AND paid_at >= :since AND source = :s""",
+            {"m": machine_id, "since": since, "s": source},
+        )
+    return {row["source_txid"] for row in rows}
 
 
 async def insert_settlements(

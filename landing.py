@@ -10,7 +10,7 @@ recovery, two polls, two deliveries) lands once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from lnbits.core.crud import get_standalone_payment, get_wallet
 from lnbits.core.models import Payment
@@ -123,9 +123,14 @@ async def land_sales(
     them meanwhile (a UNIQUE conflict), one by one through ``land_sale``."""
     if not sales:
         return []
-    known = await crud_sources.known_sale_keys(
-        [sale_key(source, machine.id, txid) for _, txid, _ in sales]
-    )
+    times = [when for _, _, when in sales if when is not None]
+    if len(times) == len(sales):
+        known = await crud_sources.known_source_txids_since(
+            machine.id, source, min(times) - timedelta(seconds=1)
+        )
+    else:
+        known = set()  # nothing left out first: the UNIQUE index decides
+    known = {sale_key(source, machine.id, txid) for txid in known}
     config = await crud.get_super_config()
     fresh: dict[str, tuple[Sale, DcaSettlement]] = {}
     for sale, txid, when in sales:

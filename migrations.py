@@ -288,6 +288,8 @@ async def m004_sale_sources(db: Connection) -> None:
             "ON satmachineadmin.settlements (machine_id, source, source_txid)"
         )
     await _index(db, "settlements_status_machine", "settlements", "status, machine_id")
+    # Which of a batch of Lamassu rows are landed: by when they happened.
+    await _index(db, "settlements_machine_paid", "settlements", "machine_id, paid_at")
 
     # One Lamassu device per machine. The password never leaves the server:
     # routes answer `password_set`.
