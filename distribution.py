@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from . import crud, payer
+from . import crud, funding, payer
 from .models import DcaPayment, DcaSettlement, Machine, SettlementStatus, utc_now
 from .planner import plan_legs
 
@@ -38,6 +38,8 @@ async def process_settlement(settlement_id: str) -> DcaSettlement | None:
     legs = await _planned_legs(settlement, machine)
     payer.checkpoint("planned")
     pending = [leg for leg in legs if leg.status == "pending"]
+    if await funding.hold_if_unfunded(settlement, machine, pending):
+        return await crud.get_settlement(settlement.id)  # awaiting_funds
     for start in range(0, len(pending), payer.CHUNK):
         chunk = pending[start : start + payer.CHUNK]
         await payer.pay_legs(chunk, machine, settlement.id, LEASE)

@@ -302,3 +302,81 @@ async def m003_payout_recovery(db: Connection) -> None:
             updated_at TIMESTAMP NOT NULL DEFAULT {now}
         );
     """)
+async def m004_sale_sources(db: Connection) -> None:
+    """Where a sale comes from (issue 10): a machine's ``source`` (bitspire,
+    lamassu, manual), a settlement's ``source`` and ``source_txid``, the
+    Lamassu connection settings and poll status per machine.
+
+    Uniqueness: ``settlements.payment_hash`` stays NOT NULL UNIQUE and holds
+    each sale's key: the Lightning payment hash for bitSpire, a synthetic
+    ``lamassu:<machine_id>:<txid>`` / ``manual:<machine_id>:<reference>`` for
+    the others. A UNIQUE index on (machine_id, source, source_txid) says the
+    same in the source's own terms (SQLite cannot add a UNIQUE constraint by
+    ALTER). bitSpire rows get their payment hash as ``source_txid``."""
+    big = db.big_int
+    now = db.timestamp_now
+    await db.execute(
+        "ALTER TABLE satmachineadmin.machines "
+        "ADD COLUMN source TEXT NOT NULL DEFAULT 'bitspire'"
+    )
+    await db.execute(
+        "ALTER TABLE satmachineadmin.settlements "
+        "ADD COLUMN source TEXT NOT NULL DEFAULT 'bitspire'"
+    )
+    await db.execute(
+        "ALTER TABLE satmachineadmin.settlements ADD COLUMN source_txid TEXT"
+    )
+    await db.execute(
+        "UPDATE satmachineadmin.settlements SET source_txid = payment_hash "
+        "WHERE source_txid IS NULL"
+    )
+    if db.type == SQLITE:
+        await db.execute(
+            "CREATE UNIQUE INDEX satmachineadmin.settlements_source_key "
+            "ON settlements (machine_id, source, source_txid)"
+        )
+    else:
+        await db.execute(
+            "CREATE UNIQUE INDEX settlements_source_key "
+            "ON satmachineadmin.settlements (machine_id, source, source_txid)"
+        )
+    await _index(db, "settlements_status_machine", "settlements", "status, machine_id")
+    # Which of a batch of Lamassu rows are landed: by when they happened.
+    await _index(db, "settlements_machine_paid", "settlements", "machine_id, paid_at")
+
+    # One Lamassu device per machine. The password never leaves the server:
+    # routes answer `password_set`.
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.lamassu_sources (
+            machine_id TEXT PRIMARY KEY,
+            operator_user_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            port INTEGER NOT NULL DEFAULT 5432,
+            database_name TEXT NOT NULL,
+            db_user TEXT NOT NULL,
+            password TEXT NOT NULL DEFAULT '',
+            sslmode TEXT NOT NULL DEFAULT 'prefer',
+            device_id TEXT NOT NULL,
+            poll_seconds INTEGER NOT NULL DEFAULT 60,
+            cursor_created TIMESTAMP,
+            last_poll_at TIMESTAMP,
+            last_success_at TIMESTAMP,
+            last_error TEXT,
+            last_error_at TIMESTAMP,
+            last_landed INTEGER NOT NULL DEFAULT 0,
+            landed_total {big} NOT NULL DEFAULT 0,
+            created_at TIMESTAMP NOT NULL DEFAULT {now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    # A Lamassu device feeds one machine only: two would land its sales twice.
+    if db.type == SQLITE:
+        await db.execute(
+            "CREATE UNIQUE INDEX satmachineadmin.lamassu_sources_device "
+            "ON lamassu_sources (host, port, database_name, device_id)"
+        )
+    else:
+        await db.execute(
+            "CREATE UNIQUE INDEX lamassu_sources_device ON "
+            "satmachineadmin.lamassu_sources (host, port, database_name, device_id)"
+        )

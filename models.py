@@ -8,7 +8,7 @@ Fiat is stored as integer minor units (``*_minor``); rows expose the
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -21,8 +21,15 @@ DcaMode = Literal["flow", "fixed"]
 ClientStatus = Literal["active", "inactive"]
 DepositStatus = Literal["pending", "confirmed", "rejected"]
 SettlementStatus = Literal[
-    "pending", "processing", "processed", "errored", "partial", "refunded"
+    "pending",
+    "processing",
+    "processed",
+    "errored",
+    "partial",
+    "refunded",
+    "awaiting_funds",
 ]
+SaleSource = Literal["bitspire", "lamassu", "manual"]
 LegType = Literal[
     "super_fee", "operator_split", "dca", "settlement", "autoforward", "refund"
 ]
@@ -123,13 +130,27 @@ class UpdateSuperConfigData(BaseModel):
 
 
 class CreateMachineData(BaseModel):
-    npub: str
+    npub: str | None = None  # required for bitSpire; Lamassu/manual have none
     wallet_id: str = Field(..., min_length=1, max_length=64)
     name: str = Field(..., min_length=1, max_length=100)
     currency: str
     fallback_commission_pct: Decimal | None = None
+    source: SaleSource = "bitspire"
 
-    _npub = validator("npub", allow_reuse=True)(check_npub)
+    @validator("npub")
+    def _npub(cls, value: str | None) -> str | None:
+        return None if value is None else check_npub(value)
+
+    @root_validator(skip_on_failure=True)
+    def _npub_for_bitspire(cls, values: dict[str, Any]) -> dict[str, Any]:
+        if values.get("source") == "bitspire" and not values.get("npub"):
+            raise ValueError("npub: a bitSpire machine needs its npub")
+        if values.get("source") != "bitspire" and values.get("fallback_commission_pct"):
+            raise ValueError(
+                "fallback_commission_pct: only a bitSpire machine has a fallback rate"
+            )
+        return values
+
     _currency = validator("currency", allow_reuse=True)(check_currency)
     _pct = validator("fallback_commission_pct", allow_reuse=True)(check_fraction)
 
@@ -154,6 +175,7 @@ class Machine(_Row):
     is_active: bool = True
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
+    source: SaleSource = "bitspire"
 
 
 # --- LP positions ("clients") ----------------------------------------------
@@ -358,6 +380,8 @@ class DcaSettlement(_Row):
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     processed_at: datetime | None = None
+    source: SaleSource = "bitspire"
+    source_txid: str | None = None
     fiat_amount: Decimal | None = Field(None, no_database=True)
 
     @root_validator(skip_on_failure=True)
@@ -513,3 +537,178 @@ class TelemetrySnapshot(_Row):
     currency: str | None = None
     firmware_version: str | None = None
     payload: str = "{}"
+
+
+# --- sale sources: Lamassu settings, manual sales (issue 10) ----------------
+
+BITCOIN_GENESIS = datetime(2009, 1, 3, tzinfo=timezone.utc)
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+class LamassuSettingsData(BaseModel):
+    """``PUT /machines/{id}/lamassu``. Leave ``password`` out (or null) to
+    keep the stored one; an empty string clears it."""
+
+    host: str = Field(..., min_length=1, max_length=255)
+    port: int = Field(5432, ge=1, le=65535)
+    database: str = Field(..., min_length=1, max_length=63)
+    user: str = Field(..., min_length=1, max_length=63)
+    password: str | None = Field(None, max_length=1000)
+    sslmode: SslMode = "prefer"
+    device_id: str = Field(..., min_length=1, max_length=200)
+    poll_seconds: int = Field(60, ge=10, le=86400)
+
+    @validator("host", "database", "user", "device_id")
+    def _trimmed(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @validator("host")
+    def _host(cls, value: str) -> str:
+        if any(ch.isspace() or ch in "/@?#" for ch in value):
+            raise ValueError("must be a host name or IP address")
+        return value.lower()
+
+
+class LamassuSource(_Row):
+    """A machine's Lamassu connection and poll status (the stored row)."""
+
+    machine_id: str
+    operator_user_id: str
+    host: str
+    port: int = 5432
+    database_name: str
+    db_user: str
+    password: str = ""
+    sslmode: SslMode = "prefer"
+    device_id: str
+    poll_seconds: int = 60
+    cursor_created: datetime | None = None
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_landed: int = 0
+    landed_total: int = 0
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class LamassuSettings(BaseModel):
+    """What routes answer: never the password, only whether one is set."""
+
+    machine_id: str
+    host: str
+    port: int
+    database: str
+    user: str
+    password_set: bool
+    sslmode: SslMode
+    device_id: str
+    poll_seconds: int
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_landed: int = 0
+    landed_total: int = 0
+
+    @classmethod
+    def of(cls, row: LamassuSource) -> LamassuSettings:
+        return cls(
+            machine_id=row.machine_id,
+            host=row.host,
+            port=row.port,
+            database=row.database_name,
+            user=row.db_user,
+            password_set=bool(row.password),
+            sslmode=row.sslmode,
+            device_id=row.device_id,
+            poll_seconds=row.poll_seconds,
+            last_poll_at=row.last_poll_at,
+            last_success_at=row.last_success_at,
+            last_error=row.last_error,
+            last_error_at=row.last_error_at,
+            last_landed=row.last_landed,
+            landed_total=row.landed_total,
+        )
+
+
+class LamassuTestResult(BaseModel):
+    ok: bool
+    error: str | None = None
+
+
+class LamassuPollResult(BaseModel):
+    landed: int
+    error: str | None = None
+
+
+class ManualSaleData(BaseModel):
+    """``POST /settlements/manual``: a sale settled outside Lightning."""
+
+    machine_id: str = Field(..., min_length=1, max_length=64)
+    reference: str = Field(..., min_length=1, max_length=100)
+    fiat_amount: Decimal
+    exchange_rate: Decimal  # fiat per 1 BTC
+    commission_sats: int | None = Field(None, ge=0, le=21_000_000 * 100_000_000)
+    fee_pct: Decimal | None = None
+    occurred_at: datetime
+    note: str | None = Field(None, max_length=MAX_NOTE_CHARS)
+
+    _fiat = validator("fiat_amount", allow_reuse=True)(check_fiat_amount)
+    _pct = validator("fee_pct", allow_reuse=True)(check_fraction)
+
+    @validator("reference")
+    def _reference(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @validator("exchange_rate")
+    def _rate(cls, value: Decimal) -> Decimal:
+        if not value.is_finite() or value < 1:
+            raise ValueError("must be the fiat price of 1 BTC, at least 1")
+        if value >= MAX_EXCHANGE_RATE:
+            raise ValueError("is too large")
+        exponent = value.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -8:
+            raise ValueError("has more than 8 decimals")
+        return value
+
+    @validator("occurred_at")
+    def _when(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        if value > utc_now() + timedelta(minutes=10):
+            raise ValueError("is in the future")
+        if value < BITCOIN_GENESIS:
+            raise ValueError("is before bitcoin existed")
+        return value
+
+    @root_validator(skip_on_failure=True)
+    def _one_commission(cls, values: dict[str, Any]) -> dict[str, Any]:
+        given = [k for k in ("commission_sats", "fee_pct") if values.get(k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "commission_sats, fee_pct: give exactly one of commission_sats, fee_pct"
+            )
+        return values
+
+
+class MachineFunding(BaseModel):
+    """What a machine owes (legs still to pay from its wallet) and holds."""
+
+    machine_id: str
+    source: SaleSource
+    owes_sats: int
+    holds_sats: int
+    awaiting_funds: int
+    # Lamassu machines: the source's status (None otherwise / never polled).
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None

@@ -23,7 +23,7 @@ from lnbits.core.models import Payment
 from lnbits.task_manager import Task, task_manager
 from loguru import logger
 
-from . import crud, crud_payouts, distribution, landing, payer
+from . import crud, crud_payouts, distribution, landing, payer, poller
 from .bitspire import is_own_transfer
 from .models import Machine, utc_now
 
@@ -175,6 +175,10 @@ def start_tasks() -> list[Task]:
         ),
         task_manager.create_permanent_task(
             _recovery_loop, name="ext_satmachineadmin_recovery"
+        ),
+        task_manager.create_permanent_task(
+            lambda: poller.sources_loop(queue_for_processing),
+            name="ext_satmachineadmin_sources",
         ),
     ]
 

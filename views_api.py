@@ -57,6 +57,7 @@ from .views_api_helpers import (
 )
 from .views_api_lp import lp_router, platform_router
 from .views_api_settlements import settlements_router
+from .views_api_sources import sources_router
 
 operator_router = APIRouter(
     route_class=DcaRoute,
@@ -72,20 +73,24 @@ operator_router = APIRouter(
 async def api_create_machine(
     data: CreateMachineData, user: User = Depends(check_user_exists)
 ) -> Machine:
-    """Register a machine by its npub, bound to one of the operator's wallets."""
+    """Register a machine (bitSpire by its npub; Lamassu or manual), bound to
+    one of the operator's wallets."""
     await check_wallet_of(data.wallet_id, user.id, "wallet_id")
     if await crud.get_machine_by_wallet(data.wallet_id) is not None:
         raise Conflict("wallet_id: the wallet is already bound to a machine")
-    if await crud.get_machine_by_npub(data.npub) is not None:
+    if data.npub and await crud.get_machine_by_npub(data.npub) is not None:
         raise Conflict("npub: a machine with this npub is already registered")
+    machine_id = crud.new_id()
     machine = Machine(
-        id=crud.new_id(),
+        id=machine_id,
         operator_user_id=user.id,
-        npub=data.npub,
+        # Lamassu/manual machines have no Nostr key: a unique stand-in.
+        npub=data.npub or f"{data.source}:{machine_id}",
         wallet_id=data.wallet_id,
         name=data.name,
         currency=data.currency,
         fallback_commission_pct=data.fallback_commission_pct,
+        source=data.source,
     )
     return await crud.create_machine(machine)
 
@@ -417,5 +422,6 @@ async def api_clear_commission_splits(
 satmachineadmin_api_router = APIRouter(prefix="/api/v1/dca", route_class=DcaRoute)
 satmachineadmin_api_router.include_router(operator_router)
 satmachineadmin_api_router.include_router(settlements_router)
+satmachineadmin_api_router.include_router(sources_router)
 satmachineadmin_api_router.include_router(lp_router)
 satmachineadmin_api_router.include_router(platform_router)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import env
 
-PHASES = ("overhead", "burst", "listings", "recovery")
+PHASES = ("overhead", "burst", "listings", "recovery", "lamassu")
 
 
 async def _run(args: argparse.Namespace) -> dict:

@@ -172,7 +172,8 @@ window.SM = (function () {
     processed: 'positive',
     errored: 'negative',
     partial: 'orange',
-    refunded: 'purple'
+    refunded: 'purple',
+    awaiting_funds: 'amber'
   }
   const LEG_COLORS = {
     pending: 'warning',
