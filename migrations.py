@@ -302,6 +302,8 @@ async def m003_payout_recovery(db: Connection) -> None:
             updated_at TIMESTAMP NOT NULL DEFAULT {now}
         );
     """)
+
+
 async def m004_sale_sources(db: Connection) -> None:
     """Where a sale comes from (issue 10): a machine's ``source`` (bitspire,
     lamassu, manual), a settlement's ``source`` and ``source_txid``, the
