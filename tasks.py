@@ -20,7 +20,7 @@ from lnbits.core.models import Payment
 from lnbits.task_manager import Task, task_manager
 from loguru import logger
 
-from . import crud, distribution, landing
+from . import crud, distribution, fixed, landing, notifications
 from .bitspire import is_own_transfer
 
 RECOVERY_INTERVAL_SECONDS = 180
@@ -134,6 +134,12 @@ def start_tasks() -> list[Task]:
         ),
         task_manager.create_permanent_task(
             _recovery_loop, name="ext_satmachineadmin_recovery"
+        ),
+        task_manager.create_permanent_task(
+            fixed.scheduler_loop, name="ext_satmachineadmin_fixed"
+        ),
+        task_manager.create_permanent_task(
+            notifications.watcher_loop, name="ext_satmachineadmin_watch"
         ),
     ]
 
