@@ -94,7 +94,7 @@ class WebhookServer(_Server):
                 owner: WebhookServer = self.server.owner  # type: ignore[attr-defined]
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
-                owner.received.append(({k: v for k, v in self.headers.items()}, body))
+                owner.received.append((dict(self.headers.items()), body))
                 status = owner.statuses.pop(0) if owner.statuses else 200
                 self.send_response(status)
                 self.end_headers()

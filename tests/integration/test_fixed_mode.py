@@ -76,7 +76,7 @@ async def fixed_legs(machine_id):
     async with crud.connection() as c:
         return await crud._fetchall(
             c,
-            f"SELECT * FROM {crud.S}.payments WHERE machine_id = :m "
+            "SELECT * FROM satmachineadmin.payments WHERE machine_id = :m "
             "AND slot IS NOT NULL ORDER BY created_at, id",
             {"m": machine_id},
             crud.DcaPayment,
