@@ -125,9 +125,12 @@ async def rerun_skipped_leg(leg: DcaPayment, conn: Connection) -> bool:
         conn,
         f"""UPDATE {S}.payments SET status = 'pending', amount_sats = :sats,
             fiat_amount_minor = :fiat, price = :price, reason = NULL, error = NULL,
-            source_wallet_id = :src, memo = :memo, updated_at = :now
+            source_wallet_id = :src, memo = :memo, updated_at = :now,
+            payment_hash = :ph, payment_request = :pr
             WHERE id = :id AND status = 'skipped'""",
         {
+            "ph": leg.payment_hash,
+            "pr": leg.payment_request,
             "id": leg.id,
             "sats": leg.amount_sats,
             "fiat": leg.fiat_amount_minor,

@@ -24,7 +24,7 @@ from decimal import ROUND_FLOOR, Decimal
 from fractions import Fraction
 from zoneinfo import ZoneInfo
 
-from lnbits.core.crud import get_wallet
+from lnbits.core.crud import get_standalone_payment, get_wallet
 from lnbits.db import Connection
 from loguru import logger
 
@@ -284,6 +284,11 @@ async def _record_buys(
     slots_per_day = len(schedule.times) or 1
     to_pay: list[DcaPayment] = []
     short_lps = short_sats = 0
+    dead = {
+        leg.id
+        for leg in await crud_fixed.get_slot_legs(machine.id, ref)
+        if leg.status == "skipped" and await _dead_invoice(leg)
+    }
     async with crud.transaction() as conn:
         await crud.lock_machine(machine.id, conn)
         legs = await crud_fixed.get_slot_legs(machine.id, ref, conn)
@@ -292,6 +297,8 @@ async def _record_buys(
         balances = await crud.get_client_balances([c.id for c in todo], conn)
         for client in todo:
             existing = by_client.get(client.id)
+            if existing is not None and existing.id in dead:
+                existing.payment_hash = existing.payment_request = None
             if existing is not None and existing.payment_hash is not None:
                 # Its transfer failed once: the same invoice, the same amount.
                 fiat_minor = existing.fiat_amount_minor or 0
@@ -336,6 +343,15 @@ async def _record_buys(
             if await _write_leg(leg, existing, sats, reason, conn):
                 to_pay.append(leg)
     return to_pay, (short_lps, short_sats)
+
+
+async def _dead_invoice(leg: DcaPayment) -> bool:
+    """A leg's invoice that LNbits will never pay (failed, e.g. by its start-up
+    check after a restart) and that was not paid: it may be replaced."""
+    if leg.payment_hash is None or await payer.was_paid(leg):
+        return False
+    invoice = await get_standalone_payment(leg.payment_hash, incoming=True)
+    return invoice is None or invoice.failed
 
 
 def _minor(amount: Decimal, currency: str) -> int:
