@@ -6,7 +6,8 @@ in a process of its own with a fresh LNbits and a fresh database, then writes
 ``bench/results/latest.json`` and ``docs/BENCHMARKS.md``. Options:
 
     --quick                    small N and counts (a smoke run, under 2 minutes)
-    --only overhead,burst,...  some phases only
+    --only overhead,burst,...  some phases only (``--only fixed``: the
+                               fixed-mode slot against bare transfers alone)
     --backend sqlite|postgres  one backend only
     --pg-url URL               PostgreSQL server (default $PG_URL or
                                postgres://postgres@127.0.0.1:5432); a database
@@ -40,7 +41,7 @@ from . import report
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 DOC = REPO / "docs" / "BENCHMARKS.md"
-PHASES = ("overhead", "burst", "listings")
+PHASES = ("overhead", "burst", "listings", "fixed")
 BACKENDS = ("sqlite", "postgres")
 TIMEOUT_S = {True: 600, False: 2400}  # per worker process; a shared machine is slow
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import env
 
-PHASES = ("overhead", "burst", "listings")
+PHASES = ("overhead", "burst", "listings", "fixed")
 
 
 async def _run(args: argparse.Namespace) -> dict:
