@@ -12,7 +12,8 @@ window.app = Vue.createApp({
     SMClients,
     SMSplits,
     SMSettlements,
-    SMPositions
+    SMPositions,
+    SMFixed
   ],
   data() {
     return {
@@ -76,7 +77,8 @@ window.app = Vue.createApp({
         settlements: () => this.loadSettlements(),
         payments: () => this.loadPayments(),
         platform: () => this.loadSuperConfig(),
-        positions: () => this.loadPositions()
+        positions: () => this.loadPositions(),
+        fixed: () => this.loadFixedTab()
       }
       if (loaders[tab]) return loaders[tab]()
     }
