@@ -48,6 +48,7 @@ clock: Callable[[], datetime] = utc_now
 SHORT = "wallet short"
 PAYMENT_FAILED = "payment failed"
 RETRYABLE = (SHORT, PAYMENT_FAILED)
+NOTHING_LEFT = "no balance left to buy with"
 TICK_SECONDS = 20
 
 
@@ -309,8 +310,11 @@ async def _record_buys(
                     slots_per_day,
                     _minor(balances[client.id].remaining_balance, currency),
                 )
-                if fiat_minor <= 0:
-                    continue  # nothing left to buy: not in this slot
+                if fiat_minor <= 0:  # nothing left to buy: not in this slot
+                    if existing is not None and existing.reason != NOTHING_LEFT:
+                        existing.reason = NOTHING_LEFT  # not retried any more
+                        await crud._update(conn, "payments", existing, commit=False)
+                    continue
                 sats, leg_price = sats_for_fiat(fiat_minor, currency, price), price
             reason = None
             if sats < 1:
