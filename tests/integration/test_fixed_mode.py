@@ -496,3 +496,32 @@ async def test_settle_uses_lnbits_rate_when_none_is_given(http, operator, lp, pr
         headers=operator.headers,
     )
     assert refused.status_code == 422 and "exchange_rate" in refused.text
+
+
+async def test_two_workers_running_the_same_slot_buy_once(
+    http, operator, make_user, prices
+):
+    """Two runs of one slot at once, past the in-process lock (as two workers
+    would): each LP buys once, the wallet pays exactly once per LP."""
+    import asyncio
+
+    from satmachineadmin import crud_fixed, fixed
+
+    machine = await add_machine(operator, operator.wallets[1])
+    await credit(machine.wallet_id, 10_000_000)
+    lps = [await make_user(f"lp{i}") for i in range(4)]
+    with Clock(local("2026-06-20", "08:00")).installed():
+        await put_schedule(http, operator, machine.id)
+        clients = [await fixed_lp(http, operator, machine, lp, "5000") for lp in lps]
+        schedule = await crud_fixed.get_effective_schedule(operator.id, machine.id)
+        await asyncio.gather(
+            fixed._run_slot(machine, schedule, "2026-06-20", "09:00"),
+            fixed._run_slot(machine, schedule, "2026-06-20", "09:00"),
+        )
+        await fixed.resume_pending()
+    legs = await fixed_legs(machine.id)
+    assert sorted(leg.client_id for leg in legs) == sorted(c.id for c in clients)
+    assert all(leg.status == "completed" for leg in legs), legs
+    for lp in lps:
+        assert await wallet_balance(lp.wallet.id) == 1_000_000
+    assert await wallet_balance(machine.wallet_id) == 10_000_000 - 4 * 1_000_000
