@@ -382,3 +382,117 @@ async def m004_sale_sources(db: Connection) -> None:
             "CREATE UNIQUE INDEX lamassu_sources_device ON "
             "satmachineadmin.lamassu_sources (host, port, database_name, device_id)"
         )
+
+
+async def m005_fixed_mode_and_notifications(db: Connection) -> None:
+    """Fixed-mode schedules (an operator default, machine_id NULL, and
+    per-machine overrides), the slot a fixed-mode buy belongs to, the record of
+    each slot's run, and notifications: settings, open problems, the log."""
+    big = db.big_int
+    now = db.timestamp_now
+
+    # id is "<operator>:<machine id or *>": one row per scope, by the primary key.
+    # max_daily_limit is an exact decimal in major units (TEXT): the default
+    # row applies to machines of any currency, so it has no minor unit.
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.fixed_schedules (
+            id TEXT PRIMARY KEY,
+            operator_user_id TEXT NOT NULL,
+            machine_id TEXT,
+            times TEXT NOT NULL DEFAULT '[]',
+            timezone TEXT NOT NULL,
+            max_daily_limit TEXT NOT NULL DEFAULT '2000',
+            funding_wallet_id TEXT,
+            times_since TIMESTAMP NOT NULL DEFAULT {now},
+            created_at TIMESTAMP NOT NULL DEFAULT {now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    await _index(db, "fixed_schedules_operator", "fixed_schedules", "operator_user_id")
+
+    # The slot of a fixed-mode buy: "<local date>T<HH:MM>@<time zone>".
+    await db.execute("ALTER TABLE satmachineadmin.payments ADD COLUMN slot TEXT")
+    await _index(db, "payments_machine_slot", "payments", "machine_id, slot")
+
+    # One row per (machine, local date, slot time): done, or incomplete (some
+    # LPs skipped for a reason that may pass: no rate, wallet short).
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.fixed_slot_runs (
+            id TEXT PRIMARY KEY,
+            machine_id TEXT NOT NULL,
+            operator_user_id TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            local_date TEXT NOT NULL,
+            slot_time TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'incomplete',
+            reason TEXT,
+            price TEXT,
+            lps_bought INTEGER NOT NULL DEFAULT 0,
+            lps_skipped INTEGER NOT NULL DEFAULT 0,
+            fiat_minor {big} NOT NULL DEFAULT 0,
+            sats {big} NOT NULL DEFAULT 0,
+            runs INTEGER NOT NULL DEFAULT 0,
+            created_at TIMESTAMP NOT NULL DEFAULT {now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    await _index(
+        db, "fixed_slot_runs_machine", "fixed_slot_runs", "machine_id, local_date"
+    )
+    await _index(db, "fixed_slot_runs_status", "fixed_slot_runs", "status, local_date")
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.notification_settings (
+            operator_user_id TEXT PRIMARY KEY,
+            webhook_url TEXT,
+            webhook_secret TEXT,
+            lnbits_channels BOOLEAN NOT NULL DEFAULT TRUE,
+            stuck_after_minutes INTEGER NOT NULL DEFAULT 30,
+            offline_after_minutes INTEGER NOT NULL DEFAULT 15,
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+
+    # An open problem per (operator, key): a row exists while it lasts.
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.problems (
+            id TEXT PRIMARY KEY,
+            operator_user_id TEXT NOT NULL,
+            problem_key TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL DEFAULT '',
+            opened_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    if db.type == SQLITE:
+        await db.execute(
+            "CREATE UNIQUE INDEX satmachineadmin.problems_key "
+            "ON problems (operator_user_id, problem_key)"
+        )
+    else:
+        await db.execute(
+            "CREATE UNIQUE INDEX problems_key "
+            "ON satmachineadmin.problems (operator_user_id, problem_key)"
+        )
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.notification_log (
+            id TEXT PRIMARY KEY,
+            operator_user_id TEXT NOT NULL,
+            problem_key TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL DEFAULT '',
+            channels TEXT NOT NULL DEFAULT '',
+            webhook_status TEXT,
+            webhook_attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TIMESTAMP NOT NULL DEFAULT {now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    await _index(
+        db,
+        "notification_log_page",
+        "notification_log",
+        "operator_user_id, created_at, id",
+    )

@@ -236,12 +236,15 @@ class SettleClientData(BaseModel):
     """Pay an LP its remaining (or the given) balance in sats."""
 
     funding_wallet_id: str = Field(..., min_length=1, max_length=64)
-    exchange_rate: Decimal  # fiat per 1 BTC
+    # fiat per 1 BTC; None: LNbits' own rate for the machine's currency
+    exchange_rate: Decimal | None = None
     amount_fiat: Decimal | None = None
     notes: str | None = Field(None, max_length=MAX_NOTE_CHARS)
 
     @validator("exchange_rate")
-    def _rate(cls, value: Decimal) -> Decimal:
+    def _rate(cls, value: Decimal | None) -> Decimal | None:
+        if value is None:
+            return None
         if not value.is_finite() or value < 1:
             raise ValueError("must be the fiat price of 1 BTC, at least 1")
         if value >= MAX_EXCHANGE_RATE:
@@ -493,6 +496,8 @@ class DcaPayment(_Row):
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     completed_at: datetime | None = None
+    # A fixed-mode buy's slot: "<local date>T<HH:MM>@<time zone>" (m005).
+    slot: str | None = None
     repaired_at: datetime | None = None  # a half-done transfer finished forward
     repair_note: str | None = None
     invoice_replacements: int = 0  # invoices LNbits failed, replaced by a fresh one
@@ -712,3 +717,169 @@ class MachineFunding(BaseModel):
     last_poll_at: datetime | None = None
     last_success_at: datetime | None = None
     last_error: str | None = None
+
+
+# --- fixed mode and notifications (issue 11) --------------------------------
+
+DEFAULT_MAX_DAILY_LIMIT = Decimal(2000)
+MAX_SLOTS_PER_DAY = 48
+
+
+def check_slot_time(value: str) -> str:
+    """ "HH:MM", 24-hour clock."""
+    if (
+        not isinstance(value, str)
+        or len(value) != 5
+        or value[2] != ":"
+        or not (value[:2].isdigit() and value[3:].isdigit())
+        or int(value[:2]) > 23
+        or int(value[3:]) > 59
+    ):
+        raise ValueError(f"'{value}' is not a time of day HH:MM (00:00 to 23:59)")
+    return value
+
+
+def check_timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    value = value.strip()
+    if not value or len(value) > 64 or value.startswith("/") or ".." in value:
+        raise ValueError(f"'{value}' is not an IANA time zone name")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"'{value}' is not an IANA time zone name") from exc
+    return value
+
+
+class SetFixedScheduleData(BaseModel):
+    machine_id: str | None = None
+    times: list[str] = Field(..., min_items=1, max_items=MAX_SLOTS_PER_DAY)
+    timezone: str
+    max_daily_limit: Decimal = DEFAULT_MAX_DAILY_LIMIT
+    funding_wallet_id: str | None = Field(None, min_length=1, max_length=64)
+
+    @validator("times")
+    def _times(cls, values: list[str]) -> list[str]:
+        checked = [check_slot_time(v) for v in values]
+        if len(set(checked)) != len(checked):
+            raise ValueError("each time may appear only once")
+        return sorted(checked)
+
+    _tz = validator("timezone", allow_reuse=True)(check_timezone)
+    _max = validator("max_daily_limit", allow_reuse=True)(check_fiat_amount)
+
+
+class FixedSchedule(_Row):
+    id: str
+    operator_user_id: str
+    machine_id: str | None = None
+    times: list[str] = []
+    timezone: str
+    max_daily_limit: Decimal = DEFAULT_MAX_DAILY_LIMIT
+    funding_wallet_id: str | None = None
+    times_since: datetime = Field(default_factory=utc_now)
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class RunSlotData(BaseModel):
+    slot: str | None = None  # "HH:MM" of today's schedule; None: the current one
+
+    @validator("slot")
+    def _slot(cls, value: str | None) -> str | None:
+        return None if value is None else check_slot_time(value)
+
+
+class FixedSlotRun(_Row):
+    id: str
+    machine_id: str
+    operator_user_id: str
+    slot: str
+    local_date: str
+    slot_time: str
+    status: Literal["done", "incomplete"] = "incomplete"
+    reason: str | None = None
+    price: Decimal | None = None
+    lps_bought: int = 0
+    lps_skipped: int = 0
+    fiat_minor: int = 0
+    sats: int = 0
+    runs: int = 0
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class SlotRunResult(BaseModel):
+    run: FixedSlotRun
+    legs: list[DcaPayment]
+
+
+class SlotPreview(BaseModel):
+    """What the next slot of a machine would buy, at LNbits' current rate."""
+
+    machine_id: str
+    slot: str | None = None  # None: no schedule
+    at: datetime | None = None
+    timezone: str | None = None
+    lp_count: int = 0
+    currency: str
+    fiat: Decimal = Decimal(0)
+    price: Decimal | None = None
+    estimated_sats: int | None = None
+    source_wallet_id: str | None = None
+    wallet_sats: int | None = None
+    short_by_sats: int = 0
+    reason: str | None = None
+
+
+class NotificationSettings(_Row):
+    operator_user_id: str
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    lnbits_channels: bool = True
+    stuck_after_minutes: int = 30
+    offline_after_minutes: int = 15
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class NotificationSettingsOut(BaseModel):
+    """What an operator sees: the secret only in the answer that made it."""
+
+    webhook_url: str | None = None
+    has_webhook_secret: bool = False
+    webhook_secret: str | None = None
+    lnbits_channels: bool = True
+    stuck_after_minutes: int = 30
+    offline_after_minutes: int = 15
+
+
+class SetNotificationSettingsData(BaseModel):
+    webhook_url: str | None = Field(None, max_length=500)
+    rotate_secret: bool = False
+    lnbits_channels: bool = True
+    stuck_after_minutes: int = Field(30, ge=1, le=7 * 24 * 60)
+    offline_after_minutes: int = Field(15, ge=1, le=7 * 24 * 60)
+
+
+class NotificationLogEntry(_Row):
+    id: str
+    operator_user_id: str
+    problem_key: str
+    kind: Literal["started", "cleared"]
+    title: str
+    body: str = ""
+    channels: str = ""
+    webhook_status: str | None = None
+    webhook_attempts: int = 0
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class OpenProblem(_Row):
+    id: str
+    operator_user_id: str
+    problem_key: str
+    title: str
+    body: str = ""
+    opened_at: datetime = Field(default_factory=utc_now)

@@ -23,7 +23,16 @@ from lnbits.core.models import Payment
 from lnbits.task_manager import Task, task_manager
 from loguru import logger
 
-from . import crud, crud_payouts, distribution, landing, payer, poller
+from . import (
+    crud,
+    crud_payouts,
+    distribution,
+    fixed,
+    landing,
+    notifications,
+    payer,
+    poller,
+)
 from .bitspire import is_own_transfer
 from .models import Machine, utc_now
 
@@ -179,6 +188,12 @@ def start_tasks() -> list[Task]:
         task_manager.create_permanent_task(
             lambda: poller.sources_loop(queue_for_processing),
             name="ext_satmachineadmin_sources",
+        ),
+        task_manager.create_permanent_task(
+            fixed.scheduler_loop, name="ext_satmachineadmin_fixed"
+        ),
+        task_manager.create_permanent_task(
+            notifications.watcher_loop, name="ext_satmachineadmin_watch"
         ),
     ]
 

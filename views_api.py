@@ -40,6 +40,7 @@ from .models import (
     UpdateMachineData,
     utc_now,
 )
+from .views_api_fixed import check_limit_within_max, fixed_router
 from .views_api_helpers import (
     ERROR_RESPONSES,
     DcaRoute,
@@ -176,6 +177,7 @@ async def api_create_client(
     check_precision(
         data.fixed_mode_daily_limit, machine.currency, "fixed_mode_daily_limit"
     )
+    await check_limit_within_max(machine, data.fixed_mode_daily_limit)
     if await crud.get_client_by_machine_user(machine.id, data.user_id) is not None:
         raise Conflict("user_id: the user already has a position at this machine")
     client = DcaClient(
@@ -224,6 +226,7 @@ async def api_update_client(
         check_precision(
             data.fixed_mode_daily_limit, machine.currency, "fixed_mode_daily_limit"
         )
+        await check_limit_within_max(machine, data.fixed_mode_daily_limit)
         client.fixed_mode_daily_limit_minor = to_minor_units(
             data.fixed_mode_daily_limit, machine.currency
         )
@@ -425,3 +428,4 @@ satmachineadmin_api_router.include_router(settlements_router)
 satmachineadmin_api_router.include_router(sources_router)
 satmachineadmin_api_router.include_router(lp_router)
 satmachineadmin_api_router.include_router(platform_router)
+satmachineadmin_api_router.include_router(fixed_router)

@@ -8,7 +8,8 @@ in a process of its own with a fresh LNbits and a fresh database, then writes
     --quick                    small N and counts (a smoke run, under 2 minutes)
     --only overhead,burst,...  some phases only (recovery: start-up recovery
                                cost at 10 and 100 000 settlements; lamassu:
-                               the Lamassu source's first and steady polls)
+                               the Lamassu source's first and steady polls;
+                               fixed: a fixed-mode slot against bare transfers)
     --backend sqlite|postgres  one backend only
     --pg-url URL               PostgreSQL server (default $PG_URL or
                                postgres://postgres@127.0.0.1:5432); a database
@@ -42,7 +43,7 @@ from . import report
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 DOC = REPO / "docs" / "BENCHMARKS.md"
-PHASES = ("overhead", "burst", "listings", "recovery", "lamassu")
+PHASES = ("overhead", "burst", "listings", "recovery", "lamassu", "fixed")
 BACKENDS = ("sqlite", "postgres")
 TIMEOUT_S = {True: 600, False: 2400}  # per worker process; a shared machine is slow
 

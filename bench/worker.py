@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import env
 
-PHASES = ("overhead", "burst", "listings", "recovery", "lamassu")
+PHASES = ("overhead", "burst", "listings", "recovery", "lamassu", "fixed")
 
 
 async def _run(args: argparse.Namespace) -> dict:

@@ -13,7 +13,8 @@ window.app = Vue.createApp({
     SMSplits,
     SMSettlements,
     SMPositions,
-    SMSources
+    SMSources,
+    SMFixed
   ],
   data() {
     return {
@@ -77,7 +78,8 @@ window.app = Vue.createApp({
         settlements: () => this.loadSettlements(),
         payments: () => this.loadPayments(),
         platform: () => this.loadSuperConfig(),
-        positions: () => this.loadPositions()
+        positions: () => this.loadPositions(),
+        fixed: () => this.loadFixedTab()
       }
       if (loaders[tab]) return loaders[tab]()
     }
