@@ -142,3 +142,29 @@ def stop_tasks(tasks: list[Task]) -> None:
     for task in tasks:
         if task in task_manager.tasks:  # LNbits may have cancelled it already
             task_manager.cancel_task(task)
+
+
+# --- runtime status (for GET /health) ----------------------------------------
+
+_TASK_NAMES = (
+    "ext_satmachineadmin_landing",
+    "ext_satmachineadmin_processing",
+    "ext_satmachineadmin_recovery",
+)
+
+
+def runtime_status() -> dict:
+    """Whether the workers run, how much waits in their queues and when
+    recovery last ran (if the recovery loop records ``last_recovery_at``)."""
+    alive = dict.fromkeys(_TASK_NAMES, False)
+    for task in task_manager.tasks:
+        if task.name in alive:
+            alive[task.name] = not task.task.done()
+    last = globals().get("last_recovery_at")
+    return {
+        "workers_alive": all(alive.values()),
+        "workers": alive,
+        "landing_queue": _landing.qsize(),
+        "processing_queue": _processing.qsize(),
+        "last_recovery_at": last,
+    }
