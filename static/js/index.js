@@ -12,11 +12,12 @@ window.app = Vue.createApp({
     SMClients,
     SMSplits,
     SMSettlements,
-    SMPositions
+    SMPositions,
+    SMOverview
   ],
   data() {
     return {
-      tab: 'machines',
+      tab: 'overview',
       starting: true,
       sm: window.SM
     }
@@ -70,6 +71,7 @@ window.app = Vue.createApp({
     },
     loadTab(tab) {
       const loaders = {
+        overview: () => this.loadOverview(),
         machines: () => this.loadMachines(),
         lps: () => this.loadLpTab(),
         splits: () => this.loadSplits(),
@@ -113,6 +115,8 @@ window.app = Vue.createApp({
     ])
     if (!this.machines.length && this.positions.length) {
       this.tab = 'positions'
+    } else {
+      await this.loadOverview()
     }
     this.starting = false
   }
