@@ -192,6 +192,18 @@ async def list_history(
         )
 
 
+async def prune_history(older_than: datetime) -> int:
+    """Forget telemetry events received before ``older_than`` (the merged
+    latest state stays)."""
+    async with connection() as c:
+        result = await _execute(
+            c,
+            f"DELETE FROM {S}.telemetry WHERE received_at < :t",
+            {"t": older_than},
+        )
+    return int(result.rowcount or 0)
+
+
 # --- settings ----------------------------------------------------------------
 
 

@@ -29,6 +29,8 @@ from .models import (
 )
 
 CHECK_INTERVAL_SECONDS = 60.0
+HISTORY_DAYS = 30  # telemetry events are kept this long
+PRUNE_EVERY_CHECKS = 60  # about once an hour
 
 
 def is_online(
@@ -217,11 +219,17 @@ async def check_machines() -> None:
 
 
 async def check_loop() -> None:
+    checks = 0
     while True:
         try:
             await check_machines()
+            if checks % PRUNE_EVERY_CHECKS == 0:
+                await crud_telemetry.prune_history(
+                    utc_now() - timedelta(days=HISTORY_DAYS)
+                )
         except Exception:
             logger.exception("satmachineadmin: machine health check failed")
+        checks += 1
         await asyncio.sleep(CHECK_INTERVAL_SECONDS)
 
 

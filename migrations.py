@@ -274,6 +274,8 @@ async def m006_telemetry_and_health(db: Connection) -> None:
             "ON satmachineadmin.telemetry (event_id)"
         )
 
+    await _index(db, "telemetry_received", "telemetry", "received_at")
+
     await db.execute(f"""
         CREATE TABLE satmachineadmin.machine_status (
             machine_id TEXT PRIMARY KEY,

@@ -112,6 +112,7 @@ async def recover(full: bool) -> None:
     try:
         await reconcile(None if full else int(time.time()) - RECENT_WINDOW_SECONDS)
         await resume()
+        _runtime["last_recovery_at"] = time.time()  # for GET /health
     except Exception:
         logger.exception("satmachineadmin: recovery failed; next run retries")
 
@@ -146,6 +147,8 @@ def stop_tasks(tasks: list[Task]) -> None:
 
 # --- runtime status (for GET /health) ----------------------------------------
 
+_runtime: dict[str, float] = {}
+
 _TASK_NAMES = (
     "ext_satmachineadmin_landing",
     "ext_satmachineadmin_processing",
@@ -155,12 +158,12 @@ _TASK_NAMES = (
 
 def runtime_status() -> dict:
     """Whether the workers run, how much waits in their queues and when
-    recovery last ran (if the recovery loop records ``last_recovery_at``)."""
+    recovery last ran (Unix time; None before its first run)."""
     alive = dict.fromkeys(_TASK_NAMES, False)
     for task in task_manager.tasks:
         if task.name in alive:
             alive[task.name] = not task.task.done()
-    last = globals().get("last_recovery_at")
+    last = _runtime.get("last_recovery_at")
     return {
         "workers_alive": all(alive.values()),
         "workers": alive,

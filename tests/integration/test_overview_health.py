@@ -158,6 +158,7 @@ async def test_health_routes_shape_and_scope(
         "ext_satmachineadmin_recovery",
     }
     assert isinstance(mine["workers"]["processing_queue"], int)
+    assert mine["workers"]["last_recovery_at"] > 0  # recovery ran at start-up
     for key in ("stuck", "awaiting_funds", "errored", "needs_attention"):
         assert isinstance(mine["settlements"][key], int)
     assert mine["machines"] == {"active": 1, "online": 1, "offline": 0}

@@ -198,6 +198,24 @@ async def test_sparse_and_late_beacons_never_lose_a_known_field(http, operator):
     assert len(state["history"]) == 5
 
 
+async def test_old_history_is_pruned_and_the_latest_state_kept(http, operator):
+    from datetime import datetime, timedelta, timezone
+
+    from satmachineadmin import crud_telemetry
+
+    secret, npub = keypair()
+    machine_id = await register(http, operator, npub)
+    assert (await post(http, sign(secret, {"firmware_version": "9"})))[0] == 200
+    await crud_telemetry.prune_history(datetime.now(timezone.utc) - timedelta(days=1))
+    assert len((await telemetry(http, operator, machine_id))["history"]) == 1
+    await crud_telemetry.prune_history(
+        datetime.now(timezone.utc) + timedelta(seconds=1)
+    )
+    state = await telemetry(http, operator, machine_id)
+    assert state["history"] == []
+    assert state["latest"]["fields"] == {"firmware_version": "9"}
+
+
 async def test_events_are_rate_limited_per_machine(http, operator, monkeypatch):
     from satmachineadmin import telemetry as t
 
