@@ -496,3 +496,59 @@ async def m005_fixed_mode_and_notifications(db: Connection) -> None:
         "notification_log",
         "operator_user_id, created_at, id",
     )
+
+
+async def m006_telemetry_and_health(db: Connection) -> None:
+    """Machine telemetry (issue 12): every accepted signed Nostr event once
+    (``telemetry.event_id`` unique), the merged latest state per machine
+    (``machine_status``: a sparse beacon never clears a known field, an older
+    one never overwrites a newer field) and each operator's telemetry settings
+    (relays to subscribe to, offline threshold, low-cassette level)."""
+    big = db.big_int
+    now = db.timestamp_now
+    for column in (
+        "event_id TEXT",
+        "event_created_at TIMESTAMP",
+        "source TEXT",
+    ):
+        await db.execute(f"ALTER TABLE satmachineadmin.telemetry ADD COLUMN {column}")
+    if db.type == SQLITE:
+        await db.execute(
+            "CREATE UNIQUE INDEX satmachineadmin.telemetry_event "
+            "ON telemetry (event_id)"
+        )
+    else:
+        await db.execute(
+            "CREATE UNIQUE INDEX telemetry_event "
+            "ON satmachineadmin.telemetry (event_id)"
+        )
+
+    await _index(db, "telemetry_received", "telemetry", "received_at")
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.machine_status (
+            machine_id TEXT PRIMARY KEY,
+            operator_user_id TEXT NOT NULL,
+            last_seen_at TIMESTAMP NOT NULL,
+            last_event_at TIMESTAMP NOT NULL,
+            beacon_at TIMESTAMP,
+            fields TEXT NOT NULL DEFAULT '{{}}',
+            cash_level_minor {big},
+            currency TEXT,
+            firmware_version TEXT,
+            fleet_at TIMESTAMP,
+            fleet_snapshot TEXT,
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    await _index(db, "machine_status_operator", "machine_status", "operator_user_id")
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.telemetry_settings (
+            operator_user_id TEXT PRIMARY KEY,
+            relays TEXT NOT NULL DEFAULT '[]',
+            offline_after_seconds INTEGER NOT NULL DEFAULT 600,
+            low_cassette_bills INTEGER NOT NULL DEFAULT 20,
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)

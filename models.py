@@ -883,3 +883,57 @@ class OpenProblem(_Row):
     title: str
     body: str = ""
     opened_at: datetime = Field(default_factory=utc_now)
+
+
+# --- telemetry, health and overview (issue 12) ------------------------------
+
+
+class MachineStatus(_Row):
+    """The merged latest state of one machine's telemetry."""
+
+    machine_id: str
+    operator_user_id: str
+    last_seen_at: datetime
+    last_event_at: datetime
+    beacon_at: datetime | None = None
+    fields: str = "{}"
+    cash_level_minor: int | None = None
+    currency: str | None = None
+    firmware_version: str | None = None
+    fleet_at: datetime | None = None
+    fleet_snapshot: str | None = None
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class TelemetrySettings(_Row):
+    operator_user_id: str
+    relays: list[str] = Field(default_factory=list)
+    offline_after_seconds: int = 600
+    low_cassette_bills: int = 20
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+MAX_RELAYS = 10
+
+
+class SetRelaysData(BaseModel):
+    relays: list[str] = Field(..., max_items=MAX_RELAYS)
+    offline_after_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
+    low_cassette_bills: int | None = Field(None, ge=0, le=100_000)
+
+    @validator("relays", each_item=True)
+    def _relay(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith(("ws://", "wss://")) or len(value) > 300:
+            raise ValueError("must be a ws:// or wss:// URL of at most 300 chars")
+        if any(c.isspace() for c in value) or len(value) < 8:
+            raise ValueError("is not a URL")
+        return value
+
+
+class MachineWithPresence(Machine):
+    """A machine as ``GET /machines`` lists it: with when it last reported
+    and whether it is online (reported within the operator's threshold)."""
+
+    last_seen_at: datetime | None = None
+    online: bool = False

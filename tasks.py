@@ -146,6 +146,7 @@ async def recover(full: bool) -> None:
     try:
         await reconcile(None if full else int(time.time()) - RECENT_WINDOW_SECONDS)
         await resume()
+        _runtime["last_recovery_at"] = time.time()  # for GET /health
     except Exception:
         logger.exception("satmachineadmin: recovery failed; next run retries")
 
@@ -202,3 +203,31 @@ def stop_tasks(tasks: list[Task]) -> None:
     for task in tasks:
         if task in task_manager.tasks:  # LNbits may have cancelled it already
             task_manager.cancel_task(task)
+
+
+# --- runtime status (for GET /health) ----------------------------------------
+
+_runtime: dict[str, float] = {}
+
+_TASK_NAMES = (
+    "ext_satmachineadmin_landing",
+    "ext_satmachineadmin_processing",
+    "ext_satmachineadmin_recovery",
+)
+
+
+def runtime_status() -> dict:
+    """Whether the workers run, how much waits in their queues and when
+    recovery last ran (Unix time; None before its first run)."""
+    alive = dict.fromkeys(_TASK_NAMES, False)
+    for task in task_manager.tasks:
+        if task.name in alive:
+            alive[task.name] = not task.task.done()
+    last = _runtime.get("last_recovery_at")
+    return {
+        "workers_alive": all(alive.values()),
+        "workers": alive,
+        "landing_queue": _landing.qsize(),
+        "processing_queue": _processing.qsize(),
+        "last_recovery_at": last,
+    }

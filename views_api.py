@@ -20,6 +20,7 @@ from lnbits.decorators import check_user_exists
 from . import actions, crud
 from .calculations import to_minor_units
 from .errors import Conflict, Invalid
+from .health import with_presence
 from .models import (
     ClientBalance,
     CommissionSplit,
@@ -31,6 +32,7 @@ from .models import (
     DcaPayment,
     DcaSettlement,
     Machine,
+    MachineWithPresence,
     SetCommissionSplitsData,
     SettleClientData,
     SettlementStatus,
@@ -59,6 +61,7 @@ from .views_api_helpers import (
 from .views_api_lp import lp_router, platform_router
 from .views_api_settlements import settlements_router
 from .views_api_sources import sources_router
+from .views_api_telemetry import telemetry_public_router, telemetry_router
 
 operator_router = APIRouter(
     route_class=DcaRoute,
@@ -99,8 +102,9 @@ async def api_create_machine(
 @operator_router.get("/machines")
 async def api_list_machines(
     page: Page = Depends(page_params), user: User = Depends(check_user_exists)
-) -> list[Machine]:
-    return await crud.list_machines(user.id, page.limit, page.offset)
+) -> list[MachineWithPresence]:
+    machines = await crud.list_machines(user.id, page.limit, page.offset)
+    return await with_presence(machines, user.id)
 
 
 @operator_router.get("/machines/{machine_id}")
@@ -429,3 +433,5 @@ satmachineadmin_api_router.include_router(sources_router)
 satmachineadmin_api_router.include_router(lp_router)
 satmachineadmin_api_router.include_router(platform_router)
 satmachineadmin_api_router.include_router(fixed_router)
+satmachineadmin_api_router.include_router(telemetry_router)
+satmachineadmin_api_router.include_router(telemetry_public_router)

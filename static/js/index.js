@@ -14,11 +14,12 @@ window.app = Vue.createApp({
     SMSettlements,
     SMPositions,
     SMSources,
-    SMFixed
+    SMFixed,
+    SMOverview
   ],
   data() {
     return {
-      tab: 'machines',
+      tab: 'overview',
       starting: true,
       sm: window.SM
     }
@@ -72,6 +73,7 @@ window.app = Vue.createApp({
     },
     loadTab(tab) {
       const loaders = {
+        overview: () => this.loadOverview(),
         machines: () => this.loadMachines(),
         lps: () => this.loadLpTab(),
         splits: () => this.loadSplits(),
@@ -116,6 +118,8 @@ window.app = Vue.createApp({
     ])
     if (!this.machines.length && this.positions.length) {
       this.tab = 'positions'
+    } else {
+      await this.loadOverview()
     }
     this.starting = false
   }

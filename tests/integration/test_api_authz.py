@@ -39,10 +39,11 @@ class Route:
     owner_sees: Fn | None = None  # a string the owner's answer must contain
     lp_sees: Fn | None = None  # a string the LP's answer must contain
     lp_route: bool = False  # the LP's own view: it may see its positions
+    anon: int = 401  # a route without login says otherwise
 
     def expected(self, caller: str) -> int:
         if caller == ANON:
-            return 401
+            return self.anon
         if caller == OWNER:
             return self.owner
         if caller == LP and self.lp is not None:
@@ -223,7 +224,31 @@ ROUTES = [
     r("GET", "/lp/payments", lambda w, a: "/lp/payments", **ALL_OK, lp_route=True),
     r("GET", "/lp/deposits", lambda w, a: "/lp/deposits", **ALL_OK, lp_route=True,
       lp_sees=lambda w, a: w.confirmed_deposit.id),
+    # telemetry, health, overview
+    r("POST", "/telemetry", lambda w, a: "/telemetry", owner=403, other=403,
+      anon=403, body=lambda w, a: _stranger_beacon()),  # a login grants nothing
+    r("GET", "/machines/{id}/telemetry",
+      lambda w, a: f"/machines/{w.machine.id}/telemetry",
+      owner_sees=lambda w, a: w.machine.id),
+    r("GET", "/health/machines", lambda w, a: "/health/machines", **ALL_OK,
+      owner_sees=lambda w, a: w.machine.id),
+    r("GET", "/relays", lambda w, a: "/relays", **ALL_OK),
+    r("PUT", "/relays", lambda w, a: "/relays", **ALL_OK,
+      body=lambda w, a: {"relays": [], "offline_after_minutes": 10}),
+    r("GET", "/overview", lambda w, a: "/overview", **ALL_OK,
+      owner_sees=lambda w, a: w.machine.id),
+    r("GET", "/health", lambda w, a: "/health", **ALL_OK,
+      owner_sees=lambda w, a: '"scope":"operator"'),
 ]  # fmt: skip
+
+
+def _stranger_beacon() -> dict:
+    """A correctly signed beacon from a key that is no machine's."""
+    import os
+
+    from satmachineadmin.telemetry import sign_event
+
+    return sign_event(os.urandom(32), 30078, "{}")
 
 
 def test_the_matrix_covers_every_route(app):
