@@ -12,7 +12,8 @@ window.app = Vue.createApp({
     SMClients,
     SMSplits,
     SMSettlements,
-    SMPositions
+    SMPositions,
+    SMInvites
   ],
   data() {
     return {
@@ -115,5 +116,7 @@ window.app = Vue.createApp({
       this.tab = 'positions'
     }
     this.starting = false
+    // An invite link (?invite=CODE) opens the dialog to accept it.
+    this.openInviteFromUrl()
   }
 })
