@@ -282,7 +282,17 @@ window.SMPositions = {
           client_id: this.chartClientId,
           range: this.chartRange
         })
-        this.series = Array.isArray(answer) ? answer : answer.points
+        const points = Array.isArray(answer) ? answer : answer.points
+        // The line starts at the range's first day, from what came before.
+        const since = answer.since ? String(answer.since).slice(0, 10) : null
+        if (points.length && since && points[0].date > since) {
+          points.unshift({
+            date: since,
+            sats: 0,
+            cumulative_sats: answer.start_sats || 0
+          })
+        }
+        this.series = points
       } catch (error) {
         this.series = []
         SM.notifyError(error, 'Could not load the chart')
@@ -324,6 +334,7 @@ window.SMPositions = {
               data: series.map(p => p.sats),
               backgroundColor: bars,
               borderRadius: 4,
+              maxBarThickness: 24,
               yAxisID: 'each'
             }
           ]
