@@ -39,7 +39,7 @@ async def accept(http, who: Actor, code: str, wallet_id: str):
     )
 
 
-# --- invites ---------------------------------------------------------------------------
+# --- invites ----------------------------------------------------------------
 
 
 async def test_invite_by_code_is_accepted_once_into_the_lps_own_wallet(
@@ -126,7 +126,7 @@ async def test_invite_refusals(http, operator, other_operator, make_user):
     async with crud.connection() as c:
         await crud._execute(
             c,
-            f"UPDATE {crud.S}.invites SET expires_at = :t WHERE id = :id",
+            "UPDATE satmachineadmin.invites SET expires_at = :t WHERE id = :id",
             {
                 "t": datetime.now(timezone.utc) - timedelta(seconds=1),
                 "id": created["id"],
@@ -150,7 +150,7 @@ async def test_invite_refusals(http, operator, other_operator, make_user):
     ).status_code == 401
 
 
-# --- the LP's preferences ---------------------------------------------------------------
+# --- the LP's preferences ---------------------------------------------------
 
 
 async def test_lp_sets_preferences_and_the_operator_can_no_longer_change_them(
@@ -308,7 +308,7 @@ async def test_an_lp_never_reads_or_changes_another_lps_position(
     field_error(r, "wallet_id")
 
 
-# --- X-API-KEY ----------------------------------------------------------------------
+# --- X-API-KEY --------------------------------------------------------------
 
 
 async def test_lp_reads_answer_the_wallets_invoice_key(http, operator, make_user):
@@ -348,7 +348,7 @@ async def test_lp_reads_answer_the_wallets_invoice_key(http, operator, make_user
     assert r.status_code == 404
 
 
-# --- dashboard, series, export -------------------------------------------------------
+# --- dashboard, series, export ----------------------------------------------
 
 
 async def _ledger(machine, client, legs: list[tuple[int, int, datetime]], **kw):
@@ -390,8 +390,12 @@ async def test_dashboard_numbers_match_the_ledger(
     await add_deposit(client, machine, "250.00", status="pending")
     now = datetime.now(timezone.utc)
     # 200 GTQ for 25 000 sats, then 300 GTQ for 37 500 sats: 800 000 GTQ/BTC
-    await _ledger(machine, client, [(25_000, 20_000, now - timedelta(days=3)),
-                                   (37_500, 30_000, now - timedelta(hours=1))])  # fmt: skip
+    await _ledger(
+        machine,
+        client,
+        [(25_000, 20_000, now - timedelta(days=3)),
+         (37_500, 30_000, now - timedelta(hours=1))],
+    )  # fmt: skip
 
     async def price(currency: str) -> float:
         assert currency == "GTQ"
