@@ -123,11 +123,6 @@ async def forward_position(prefs: LpPreferences) -> DcaPayment | None:
     return new
 
 
-async def available_sats(client: DcaClient) -> int:
-    ledger = await crud_lp.forward_ledger(client.id, client.wallet_id)
-    return max(ledger["inbound"] - ledger["forwarded"], 0)
-
-
 def amount_within(spendable_sats: int) -> int:
     """The most that can be sent from ``spendable_sats`` keeping LNbits' fee
     reserve (for a payment leaving this LNbits) on top of it."""
@@ -156,11 +151,11 @@ async def _new_forward(
     wallet = await get_wallet(client.wallet_id)
     if wallet is None:
         raise ForwardFailed("the position's wallet no longer exists")
-    amount = amount_within(min(available, wallet.balance_msat // 1000))
-    if amount <= 0:
-        raise ForwardFailed(
-            f"the wallet cannot cover {available} sats and LNbits' fee reserve"
-        )
+    # DCA sats the LP already spent from the wallet are not there to forward.
+    spendable = min(available, wallet.balance_msat // 1000)
+    amount = amount_within(spendable)
+    if spendable < threshold or amount <= 0:
+        return None
     address = prefs.autoforward_address
     assert address  # noqa: S101 - checked by the caller
     amount, bolt11 = await _invoice(address, amount)
