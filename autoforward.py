@@ -49,7 +49,9 @@ from .models import DcaClient, DcaPayment, LpPreferences, Machine, utc_now
 # Seconds between passes (an environment override lets tests go faster).
 INTERVAL_SECONDS = float(os.environ.get("SATMACHINEADMIN_AUTOFORWARD_INTERVAL", "30"))
 ALERT_AFTER_FAILURES = 3
-BACKOFF_BASE = timedelta(minutes=1)
+BACKOFF_BASE = timedelta(
+    seconds=float(os.environ.get("SATMACHINEADMIN_AUTOFORWARD_BACKOFF", "60"))
+)
 BACKOFF_MAX = timedelta(hours=6)
 COMMENT = "satmachineadmin autoforward"
 

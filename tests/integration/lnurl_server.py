@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import threading
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
@@ -32,6 +33,8 @@ class LnurlServer:
     payees: dict[str, str] = field(default_factory=dict)  # name -> invoice key
     fail: bool = False
     requests: list[int] = field(default_factory=list)  # msat asked per callback
+    # Called with each invoice handed out (a test may kill LNbits from here).
+    on_invoice: Callable[[str], None] | None = None
     port: int = 0
     _server: uvicorn.Server | None = None
     _task: asyncio.Task | None = None
@@ -68,6 +71,8 @@ class LnurlServer:
         if self.fail or name not in self.payees:
             return JSONResponse({"status": "ERROR", "reason": "temporarily down"})
         bolt11 = await self.make_invoice(self.payees[name], msat // 1000, f"to {name}")
+        if self.on_invoice is not None:
+            self.on_invoice(bolt11)
         return JSONResponse({"pr": bolt11, "routes": []})
 
     async def __aenter__(self) -> LnurlServer:
@@ -91,3 +96,35 @@ class LnurlServer:
         assert self._server is not None and self._task is not None
         self._server.should_exit = True
         await self._task
+
+
+class ThreadedLnurlServer:
+    """An ``LnurlServer`` on an event loop of its own, in a thread: for tests
+    that block (a subprocess LNbits driven with a synchronous client)."""
+
+    def __init__(self, server: LnurlServer) -> None:
+        self.server = server
+        self._ready = threading.Event()
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self._stop = asyncio.Event()
+            async with self.server:
+                self._ready.set()
+                await self._stop.wait()
+
+        asyncio.run(main())
+
+    def __enter__(self) -> LnurlServer:
+        self._thread.start()
+        assert self._ready.wait(30), "the LNURL server did not start"
+        return self.server
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._stop is not None
+        self._loop.call_soon_threadsafe(self._stop.set)
+        self._thread.join(30)
