@@ -346,6 +346,11 @@ async def dashboard(user_id: str, history: int = 10) -> dict[str, Any]:
     last = await crud_lp.last_purchases(ids)
     prefs = await crud_lp.get_preferences_many(ids)
     forwards = await crud_lp.list_forwards(ids, history * max(len(ids), 1))
+    waiting = {
+        cid: await autoforward_waiting_sats(client)
+        for client in clients
+        if (cid := client.id) in prefs and prefs[cid].autoforward_enabled
+    }
     prices = {
         cur: await btc_price(cur)
         for cur in sorted({m.currency for m in machines.values()})
@@ -364,6 +369,7 @@ async def dashboard(user_id: str, history: int = 10) -> dict[str, Any]:
                 prefs.get(client.id),
                 [f for f in forwards if f["client_id"] == client.id][:history],
                 prices.get(machine.currency),
+                waiting.get(client.id),
             )
         )
     return {
@@ -381,6 +387,7 @@ async def _position_numbers(
     prefs: LpPreferences | None,
     forwards: list[dict[str, Any]],
     price: Decimal | None,
+    waiting_sats: int | None,
 ) -> dict[str, Any]:
     cur = machine.currency
     deposited = from_minor_units(sums["deposited"], cur)
@@ -422,6 +429,7 @@ async def _position_numbers(
             "address": prefs.autoforward_address if prefs else None,
             "threshold_sats": prefs.autoforward_threshold_sats if prefs else None,
             "forwarded_sats": sums["forwarded"],
+            "waiting_sats": waiting_sats,
             "failures": prefs.autoforward_failures if prefs else 0,
             "next_try_at": prefs.autoforward_next_try_at if prefs else None,
             "last_error": prefs.autoforward_last_error if prefs else None,
@@ -430,6 +438,13 @@ async def _position_numbers(
             ],
         },
     }
+
+
+async def autoforward_waiting_sats(client: DcaClient) -> int:
+    """DCA sats in the position's wallet not forwarded yet (what the next
+    forward takes once it reaches the threshold)."""
+    ledger = await crud_lp.forward_ledger(client.id, client.wallet_id)
+    return max(ledger["inbound"] - ledger["forwarded"], 0)
 
 
 def _totals(

@@ -114,6 +114,7 @@ async def test_forwards_exactly_the_dca_sats_once(
     dashboard = (await call(http, lp, "GET", "/lp/dashboard")).json()
     [position] = dashboard["positions"]
     assert position["autoforward"]["forwarded_sats"] == received
+    assert position["autoforward"]["waiting_sats"] == 0
     assert position["autoforward"]["history"][0]["status"] == "completed"
     listed = await call(http, lp, "GET", "/lp/payments?leg_type=autoforward")
     assert [p["id"] for p in listed.json()] == [leg.id]
@@ -132,6 +133,8 @@ async def test_below_threshold_nothing_is_sent(
     assert await forwards(client.id) == []
     assert lnurl_server.requests == []
     assert await wallet_balance(lp.wallet.id) == received
+    dashboard = (await call(http, lp, "GET", "/lp/dashboard")).json()
+    assert dashboard["positions"][0]["autoforward"]["waiting_sats"] == received
 
 
 async def test_failures_keep_the_sats_back_off_and_tell_the_operator_once(

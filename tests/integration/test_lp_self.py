@@ -469,6 +469,17 @@ async def test_series_is_cumulative_per_day_with_ranges(http, operator, make_use
     assert [p["cumulative_sats"] for p in week["points"]] == [6_000, 10_000]
     bad = await call(http, lp, "GET", "/lp/payments/series?range=2w")
     assert bad.status_code == 422
+    for query, field in (
+        ("since=9999-12-31T23:59:59%2B14:00", "since"),
+        ("until=0001-01-01T00:00:00", "until"),
+        ("leg_type=super_fee", "leg_type"),
+    ):
+        field_error(await call(http, lp, "GET", f"/lp/payments?{query}"), field)
+    recent = await call(
+        http, lp, "GET", "/lp/payments",
+        params={"since": (now - timedelta(days=3)).isoformat()},
+    )  # fmt: skip
+    assert [p["amount_sats"] for p in recent.json()] == [4_000, 2_000, 3_000]
 
 
 async def test_lp_csv_export_neutralises_cells_and_hides_operator_wallets(
