@@ -505,3 +505,64 @@ async def test_lp_csv_export_neutralises_cells_and_hides_operator_wallets(
         )
         == 1
     )
+
+
+async def test_fixed_schedule_sets_the_maximum_and_the_next_buy(
+    http, operator, make_user
+):
+    """With the fixed-schedule feature's table (issue 11), its maximum bounds
+    the LP's daily limit and the dashboard shows the next slot's buy."""
+    from satmachineadmin import crud
+
+    machine = await add_machine(operator)
+    lp = await make_user("lp")
+    client = await add_client(machine, lp)
+    await add_deposit(client, machine, "300.00", status="confirmed")
+    async with crud.connection() as c:
+        await crud._execute(
+            c,
+            """CREATE TABLE IF NOT EXISTS satmachineadmin.fixed_schedules (
+                id TEXT PRIMARY KEY, operator_user_id TEXT NOT NULL,
+                machine_id TEXT, times TEXT NOT NULL DEFAULT '[]',
+                timezone TEXT NOT NULL,
+                max_daily_limit TEXT NOT NULL DEFAULT '2000')""",
+        )
+        await crud._execute(
+            c,
+            """INSERT INTO satmachineadmin.fixed_schedules
+               (id, operator_user_id, machine_id, times, timezone, max_daily_limit)
+               VALUES (:id, :op, NULL, :times, 'America/Guatemala', '1000')""",
+            {
+                "id": f"{operator.id}:*",
+                "op": operator.id,
+                "times": '["09:00", "15:00"]',
+            },
+        )
+    try:
+        path = f"/lp/positions/{client.id}"
+        r = await call(
+            http, lp, "PUT", path, json={"fixed_mode_daily_limit": "1000.01"}
+        )
+        field_error(r, "fixed_mode_daily_limit")
+        r = await call(
+            http, lp, "PUT", path,
+            json={"dca_mode": "fixed", "fixed_mode_daily_limit": "900"},
+        )  # fmt: skip
+        assert r.status_code == 200, r.text
+        assert Decimal(str(r.json()["max_fixed_mode_daily_limit"])) == Decimal(1000)
+        [p] = (await call(http, lp, "GET", "/lp/dashboard")).json()["positions"]
+        buy = p["next_fixed_buy"]
+        assert Decimal(str(buy["fiat_amount"])) == Decimal("300.00")  # balance left
+        assert buy["local_time"][11:16] in ("09:00", "15:00")
+        assert buy["local_time"].endswith("-06:00")
+        r = await call(http, lp, "PUT", path, json={"fixed_mode_daily_limit": "400"})
+        [p] = (await call(http, lp, "GET", "/lp/dashboard")).json()["positions"]
+        assert Decimal(str(p["next_fixed_buy"]["fiat_amount"])) == Decimal("200.00")
+    finally:
+        async with crud.connection() as c:
+            await crud._execute(
+                c,
+                """DELETE FROM satmachineadmin.fixed_schedules
+                   WHERE operator_user_id = :op""",
+                {"op": operator.id},
+            )
