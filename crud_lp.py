@@ -424,23 +424,21 @@ async def list_lp_payments(
         )
 
 
-async def fixed_schedule_max_minor(
-    operator_user_id: str, machine_id: str
-) -> int | None:
-    """The operator's maximum fixed daily limit from the fixed-schedule
-    feature's table (a machine's override, else the operator's default)."""
+async def fixed_schedule(operator_user_id: str, machine_id: str) -> dict | None:
+    """The fixed-mode schedule that applies to a machine, from the
+    fixed-schedule feature's table (issue 11: a machine's override, else the
+    operator's default): ``times`` (JSON list of "HH:MM"), ``timezone`` and
+    ``max_daily_limit`` (decimal text in major units)."""
     async with connection() as c:
         rows = await _scalar_rows(
             c,
-            f"""SELECT max_daily_limit_minor FROM {S}.fixed_schedules
+            f"""SELECT times, timezone, max_daily_limit FROM {S}.fixed_schedules
                 WHERE operator_user_id = :op
                 AND (machine_id = :m OR machine_id IS NULL)
                 ORDER BY CASE WHEN machine_id IS NULL THEN 1 ELSE 0 END LIMIT 1""",
             {"op": operator_user_id, "m": machine_id},
         )
-    if not rows or rows[0]["max_daily_limit_minor"] is None:
-        return None
-    return int(rows[0]["max_daily_limit_minor"])
+    return rows[0] if rows else None
 
 
 async def table_exists(name: str) -> bool:

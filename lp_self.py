@@ -12,18 +12,26 @@ Who decides what on a position:
 from __future__ import annotations
 
 import asyncio
+import json
 import secrets
 import time
-from datetime import date, datetime, timedelta
-from decimal import Decimal, localcontext
+from datetime import date, datetime, timedelta, timezone
+from decimal import ROUND_FLOOR, Decimal, localcontext
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from lnbits.core.crud import get_account, get_account_by_username
 from lnbits.utils import exchange_rates
 from loguru import logger
 
 from . import crud, crud_lp
-from .calculations import SATS_PER_BTC, from_minor_units, quantize_fiat, to_minor_units
+from .calculations import (
+    SATS_PER_BTC,
+    from_minor_units,
+    minor_units,
+    quantize_fiat,
+    to_minor_units,
+)
 from .errors import Conflict, Invalid, NotFound
 from .models import (
     DcaClient,
@@ -46,28 +54,81 @@ LP_OWNED_FIELDS = ("wallet_id", "dca_mode", "fixed_mode_daily_limit")
 # --- the operator's maximum fixed daily limit ------------------------------------
 
 
+async def _schedule(machine: Machine) -> dict | None:
+    """The fixed-schedule feature's schedule for ``machine`` (issue 11's table
+    ``fixed_schedules``), or None while that feature is not there."""
+    if not await crud_lp.table_exists("fixed_schedules"):
+        return None
+    try:
+        return await crud_lp.fixed_schedule(machine.operator_user_id, machine.id)
+    except Exception:  # its schema is not the one assumed here
+        logger.exception("satmachineadmin: could not read fixed_schedules")
+        return None
+
+
 async def max_daily_limit_for(machine: Machine) -> Decimal:
     """The most an LP at ``machine`` may buy per day in fixed mode, in the
     machine's currency: the operator's fixed schedule's maximum when that
     feature (table ``fixed_schedules``) is there, else 2 000."""
-    if not await crud_lp.table_exists("fixed_schedules"):
+    schedule = await _schedule(machine)
+    if schedule is None or schedule.get("max_daily_limit") is None:
         return DEFAULT_MAX_DAILY_LIMIT
-    try:  # the fixed-schedule feature's table: a machine override, else default
-        minor = await crud_lp.fixed_schedule_max_minor(
-            machine.operator_user_id, machine.id
-        )
-    except Exception:  # its schema is not the one assumed here
-        logger.exception("satmachineadmin: could not read fixed_schedules")
+    try:
+        maximum = Decimal(str(schedule["max_daily_limit"]))
+    except ArithmeticError:
         return DEFAULT_MAX_DAILY_LIMIT
-    if minor is None:
-        return DEFAULT_MAX_DAILY_LIMIT
-    return from_minor_units(minor, machine.currency)
+    return maximum if maximum.is_finite() and maximum > 0 else DEFAULT_MAX_DAILY_LIMIT
 
 
-async def next_fixed_buy(client: DcaClient, machine: Machine) -> dict | None:
-    """The next fixed-mode buy of a position, when the fixed-schedule feature
-    can tell (it is another feature's; until it is there: unknown)."""
-    return None
+async def next_fixed_buy(
+    client: DcaClient, machine: Machine, balance_left: Decimal, now: datetime
+) -> dict | None:
+    """The next fixed-mode buy of a position: the next slot of its machine's
+    schedule and the fiat it buys, min(daily limit / slots, balance left)
+    rounded down to the minor unit. None while no schedule is known."""
+    schedule = await _schedule(machine)
+    if schedule is None:
+        return None
+    try:
+        times = sorted(json.loads(schedule["times"] or "[]"))
+        tz = ZoneInfo(schedule["timezone"])
+    except (ValueError, TypeError, KeyError, ZoneInfoNotFoundError):
+        return None
+    if not times:
+        return None
+    local_now = now.astimezone(tz)
+    at = None
+    for days in range(0, 3):
+        day = local_now.date() + timedelta(days=days)
+        for hhmm in times:
+            hour, minute = (int(x) for x in hhmm.split(":"))
+            slot = datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz)
+            if slot > local_now:
+                at = slot
+                break
+        if at is not None:
+            break
+    if at is None:
+        return None
+    maximum = await max_daily_limit_for(machine)
+    limit = (
+        from_minor_units(client.fixed_mode_daily_limit_minor, machine.currency)
+        if (client.fixed_mode_daily_limit_minor is not None)
+        else maximum
+    )
+    per_slot = min(limit, maximum) / len(times)
+    fiat = min(quantize_down(per_slot, machine.currency), balance_left)
+    return {
+        "at": at.astimezone(timezone.utc),
+        "local_time": at.isoformat(),
+        "fiat_amount": fiat,
+        "currency": machine.currency,
+    }
+
+
+def quantize_down(amount: Decimal, currency: str) -> Decimal:
+    exponent = Decimal(1).scaleb(-minor_units(currency))
+    return amount.quantize(exponent, rounding=ROUND_FLOOR)
 
 
 # --- invites ----------------------------------------------------------------------
@@ -346,6 +407,11 @@ async def dashboard(user_id: str, history: int = 10) -> dict[str, Any]:
     last = await crud_lp.last_purchases(ids)
     prefs = await crud_lp.get_preferences_many(ids)
     forwards = await crud_lp.list_forwards(ids, history * max(len(ids), 1))
+    waiting = {
+        cid: await autoforward_waiting_sats(client)
+        for client in clients
+        if (cid := client.id) in prefs and prefs[cid].autoforward_enabled
+    }
     prices = {
         cur: await btc_price(cur)
         for cur in sorted({m.currency for m in machines.values()})
@@ -364,6 +430,7 @@ async def dashboard(user_id: str, history: int = 10) -> dict[str, Any]:
                 prefs.get(client.id),
                 [f for f in forwards if f["client_id"] == client.id][:history],
                 prices.get(machine.currency),
+                waiting.get(client.id),
             )
         )
     return {
@@ -381,6 +448,7 @@ async def _position_numbers(
     prefs: LpPreferences | None,
     forwards: list[dict[str, Any]],
     price: Decimal | None,
+    waiting_sats: int | None,
 ) -> dict[str, Any]:
     cur = machine.currency
     deposited = from_minor_units(sums["deposited"], cur)
@@ -413,8 +481,10 @@ async def _position_numbers(
             else ((value - spent) / spent * 100).quantize(Decimal("0.01"))
         ),
         "next_fixed_buy": (
-            await next_fixed_buy(client, machine)
-            if client.dca_mode == "fixed"
+            await next_fixed_buy(
+                client, machine, max(deposited - charged, Decimal(0)), utc_now()
+            )
+            if client.dca_mode == "fixed" and client.status == "active"
             else None
         ),
         "autoforward": {
@@ -422,6 +492,7 @@ async def _position_numbers(
             "address": prefs.autoforward_address if prefs else None,
             "threshold_sats": prefs.autoforward_threshold_sats if prefs else None,
             "forwarded_sats": sums["forwarded"],
+            "waiting_sats": waiting_sats,
             "failures": prefs.autoforward_failures if prefs else 0,
             "next_try_at": prefs.autoforward_next_try_at if prefs else None,
             "last_error": prefs.autoforward_last_error if prefs else None,
@@ -430,6 +501,13 @@ async def _position_numbers(
             ],
         },
     }
+
+
+async def autoforward_waiting_sats(client: DcaClient) -> int:
+    """DCA sats in the position's wallet not forwarded yet (what the next
+    forward takes once it reaches the threshold)."""
+    ledger = await crud_lp.forward_ledger(client.id, client.wallet_id)
+    return max(ledger["inbound"] - ledger["forwarded"], 0)
 
 
 def _totals(

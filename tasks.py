@@ -20,7 +20,7 @@ from lnbits.core.models import Payment
 from lnbits.task_manager import Task, task_manager
 from loguru import logger
 
-from . import crud, distribution, landing
+from . import autoforward, crud, distribution, landing
 from .bitspire import is_own_transfer
 
 RECOVERY_INTERVAL_SECONDS = 180
@@ -134,6 +134,9 @@ def start_tasks() -> list[Task]:
         ),
         task_manager.create_permanent_task(
             _recovery_loop, name="ext_satmachineadmin_recovery"
+        ),
+        task_manager.create_permanent_task(
+            autoforward.run_forever, name="ext_satmachineadmin_autoforward"
         ),
     ]
 

@@ -61,7 +61,8 @@ them; times ISO 8601 UTC)
   balance_left, fiat_spent, purchases_count, last_purchase: {id, amount_sats,
   fiat_amount, currency, price, created_at} | null, average_price,
   current_price, current_value, gain, gain_pct, next_fixed_buy,
-  autoforward: {enabled, address, threshold_sats, forwarded_sats, failures,
+  autoforward: {enabled, address, threshold_sats, forwarded_sats, waiting_sats
+  (DCA sats not forwarded yet; null when off), failures,
   next_try_at, last_error, history: [{id, status, amount_sats, fee_sats, memo,
   error, payment_hash, created_at, completed_at}]}}]}``. ``current_price`` is
   LNbits' rate (fiat per BTC); no rate: it, ``current_value`` and ``gain`` are
@@ -90,7 +91,7 @@ from lnbits.decorators import KeyChecker, check_access_token, check_user_exists
 from pydantic.types import UUID4
 
 from . import crud, crud_lp, lp_self
-from .errors import Conflict, NotFound
+from .errors import Conflict, Invalid, NotFound
 from .models import (
     AcceptInviteData,
     CreateInviteData,
@@ -124,6 +125,7 @@ from .views_api_settlements import (
     _text,
 )
 
+MIN_TIME, MAX_TIME = datetime(1970, 1, 2), datetime(2999, 12, 31)
 LpLegType = Annotated[str | None, Query(regex="^(dca|settlement|autoforward)$")]
 
 # --- who is calling ---------------------------------------------------------------
@@ -394,6 +396,9 @@ async def api_lp_payments(
 ) -> list[LpPayment]:
     """Sats paid to the caller's positions (completed purchases), or with
     ``leg_type=autoforward`` its forwards."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and not MIN_TIME <= value.replace(tzinfo=None) <= MAX_TIME:
+            raise Invalid(name, "must be between 1970 and 2999")
     legs = await crud_lp.list_lp_payments(
         caller.user_id, client_id, leg_type, since, until, page.limit, page.offset
     )

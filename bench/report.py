@@ -19,6 +19,7 @@ BURST_P99_MS = 250.0
 LISTING_P95_MS = 50.0
 LISTING_SIZE = "100000"
 QUEUE_MAX_DEPTH = 5
+LP_DASHBOARD_P95_MS = 500.0
 
 
 def _run(cmd: list[str]) -> str:
@@ -149,6 +150,19 @@ def evaluate(results: dict) -> list[dict[str, Any]]:
                         "met": p95 < LISTING_P95_MS,
                     }
                 )
+        lp = _phase(results, backend, "lp_dashboard")
+        if lp:
+            p95 = lp["dashboard_requests_ms"]["p95"]
+            targets.append(
+                {
+                    "target": "LP dashboard requests p95 < "
+                    f"{LP_DASHBOARD_P95_MS:.0f} ms at "
+                    f"{lp['payouts_of_the_lp']:,} payouts",
+                    "backend": backend,
+                    "figure": p95,
+                    "met": p95 < LP_DASHBOARD_P95_MS,
+                }
+            )
     return targets
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from . import env
 
-PHASES = ("overhead", "burst", "listings")
+PHASES = ("overhead", "burst", "listings", "lp_dashboard")
 
 
 async def _run(args: argparse.Namespace) -> dict:
