@@ -234,6 +234,9 @@ window.SM = (function () {
     if (autoforward.threshold_sats) {
       text += ` from ${sats(autoforward.threshold_sats)}`
     }
+    if (autoforward.waiting_sats) {
+      text += ` · ${sats(autoforward.waiting_sats)} waiting`
+    }
     if (autoforward.forwarded_sats) {
       text += ` · ${sats(autoforward.forwarded_sats)} forwarded`
     }

@@ -157,27 +157,32 @@ window.SMPositions = {
       const f = this.lpPaymentFilter
       return !!(f.client_id || f.leg_type || f.since || f.until)
     },
+    // The dates picked are local days; the API takes UTC times, until
+    // exclusive: from the first day's midnight to the midnight after the last.
     lpPaymentParams() {
       const f = this.lpPaymentFilter
+      const utc = (day, plusDays) => {
+        if (!day) return null
+        const at = new Date(`${day}T00:00:00`)
+        at.setDate(at.getDate() + plusDays)
+        return at.toISOString().slice(0, 19)
+      }
       return {
         client_id: f.client_id,
         leg_type: f.leg_type,
-        since: f.since,
-        until: f.until
+        since: utc(f.since, 0),
+        until: utc(f.until, 1)
       }
     },
-    // The API filters; this repeats it so the table never shows more.
+    // The API filters; this repeats the position and type filters so that
+    // the table never shows rows of another filter while it reloads.
     visibleLpPayments() {
       const f = this.lpPaymentFilter
-      return this.lpPayments.filter(p => {
-        const day = String(p.completed_at || p.created_at).slice(0, 10)
-        return (
+      return this.lpPayments.filter(
+        p =>
           (!f.client_id || p.client_id === f.client_id) &&
-          (!f.leg_type || p.leg_type === f.leg_type) &&
-          (!f.since || day >= f.since) &&
-          (!f.until || day <= f.until)
-        )
-      })
+          (!f.leg_type || p.leg_type === f.leg_type)
+      )
     },
     lpPaymentsExportUrl() {
       return `${SM.API}/lp/export/payments.csv${SM.query(this.lpPaymentParams)}`

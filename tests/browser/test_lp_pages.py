@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import time
 from concurrent.futures import ThreadPoolExecutor
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -256,6 +257,15 @@ def test_lp_invite_dashboard_and_preferences(
         page.locator(".q-field", has=s.test_id("history-type")).locator(
             ".q-field__focusable-action"
         ).click()  # clear the filter
+        expect(history.filter(has_text=sats(NET))).to_have_count(2)
+        # Dates: from tomorrow, nothing; from today to today, both.
+        today = date.today()
+        s.test_id("history-since").fill((today + timedelta(days=1)).isoformat())
+        s.test_id("lp-payments-table").get_by_text(
+            "No payouts match these filters."
+        ).wait_for()
+        s.test_id("history-since").fill(today.isoformat())
+        s.test_id("history-until").fill(today.isoformat())
         expect(history.filter(has_text=sats(NET))).to_have_count(2)
         with page.expect_download() as download:
             s.test_id("lp-export").click()
