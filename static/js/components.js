@@ -15,6 +15,8 @@
 //   <dca-loading rows type>       skeletons while a form loads
 //   <dca-refresh loading @click>  the round refresh button
 //   <dca-stat label value sub>    a labelled number (dashboard, details)
+//   <dca-form-actions label loading disable test>
+//                                 a dialog form's Cancel and submit buttons
 //
 // Loaded after index.js (which creates window.app) and before LNbits mounts
 // the app (base.html mounts it after the extension's scripts).
@@ -162,6 +164,29 @@
         <div :class="[size, valueClass]" v-text="value" :data-test="valueTest"></div>
         <div v-if="sub" class="text-caption text-grey" v-text="sub"></div>
         <slot></slot>
+      </div>`
+  })
+
+  app.component('dca-form-actions', {
+    props: {
+      label: {type: String, default: 'Save'},
+      loading: {type: Boolean, default: false},
+      disable: {type: Boolean, default: false},
+      // data-test of the submit button (browser tests click it).
+      test: {type: String, default: null}
+    },
+    template: `
+      <div class="row justify-end q-gutter-sm">
+        <q-btn flat color="grey" label="Cancel" v-close-popup></q-btn>
+        <q-btn
+          unelevated
+          color="primary"
+          type="submit"
+          :label="label"
+          :loading="loading"
+          :disable="disable"
+          :data-test="test"
+        ></q-btn>
       </div>`
   })
 })(window.app)
