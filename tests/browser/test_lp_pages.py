@@ -110,6 +110,11 @@ def test_lp_invite_dashboard_and_preferences(
         page.get_by_text("No liquidity providers yet").wait_for()
 
         s.test_id("invite-lp").click()
+        s.test_id("invite-username").fill("nobody_by_this_name")
+        s.test_id("invite-save").click()
+        page.get_by_text(
+            "Could not create the invite: username: no LNbits user has this username"
+        ).wait_for()
         s.test_id("invite-username").fill(lp.username)
         s.shot(screenshots, "invite-create")
         s.test_id("invite-save").click()
@@ -139,7 +144,7 @@ def test_lp_invite_dashboard_and_preferences(
         page.get_by_text("Invite revoked").wait_for()
         expect(invites).to_have_count(1)
         assert [i["code"] for i in lnbits.api(operator, "GET", "/invites")] == [code]
-        assert s.errors == [], s.errors
+        assert [e for e in s.errors if REFUSED not in e] == [], s.errors
 
     # --- the LP opens the link, picks a wallet and accepts --------------------
     savings = lp.wallet("Savings")
@@ -278,6 +283,16 @@ def test_lp_invite_dashboard_and_preferences(
         form = s.test_id("prefs-form")
         form.wait_for()
         s.choose(s.test_id("prefs-wallet"), "Spending")
+        # Fixed mode above the operator's maximum (2 000 GTQ): refused.
+        form.get_by_text("Fixed: daily limit").click()
+        form.get_by_text("At most GTQ 2,000.00, the operator's maximum").wait_for()
+        s.test_id("prefs-limit").fill("2500")
+        s.test_id("prefs-save").click()
+        page.get_by_text(
+            "Could not save your preferences: fixed_mode_daily_limit: must be at "
+            "most 2000 GTQ"
+        ).wait_for()
+        form.get_by_text("Flow: share of every sale").click()
         s.test_id("prefs-autoforward").click()
         s.test_id("prefs-address").fill("not an address")
         s.test_id("prefs-threshold").fill("1000000")
