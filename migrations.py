@@ -552,3 +552,66 @@ async def m006_telemetry_and_health(db: Connection) -> None:
             updated_at TIMESTAMP NOT NULL DEFAULT {now}
         );
     """)
+
+
+async def m007_lp_self_service(db: Connection) -> None:
+    """LP self-service (issue 14): invites to a machine, the LP's own
+    preferences per position (a row means the LP has taken them over) with
+    autoforward to a Lightning address and its retry state, the fee each
+    forward paid, and indexes for the LP's dashboard and chart."""
+    big = db.big_int
+    now = db.timestamp_now
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.invites (
+            id TEXT PRIMARY KEY,
+            code TEXT NOT NULL,
+            machine_id TEXT NOT NULL,
+            operator_user_id TEXT NOT NULL,
+            username TEXT,
+            user_id TEXT,
+            expires_at TIMESTAMP NOT NULL,
+            accepted_at TIMESTAMP,
+            accepted_by TEXT,
+            client_id TEXT,
+            created_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    if db.type == SQLITE:
+        await db.execute(
+            "CREATE UNIQUE INDEX satmachineadmin.invites_code ON invites (code)"
+        )
+    else:
+        await db.execute(
+            "CREATE UNIQUE INDEX invites_code ON satmachineadmin.invites (code)"
+        )
+    await _index(db, "invites_operator", "invites", "operator_user_id, created_at")
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.lp_preferences (
+            client_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            autoforward_enabled BOOLEAN NOT NULL DEFAULT FALSE,
+            autoforward_address TEXT,
+            autoforward_threshold_sats {big},
+            autoforward_failures INTEGER NOT NULL DEFAULT 0,
+            autoforward_next_try_at TIMESTAMP,
+            autoforward_last_error TEXT,
+            created_at TIMESTAMP NOT NULL DEFAULT {now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    await _index(
+        db, "lp_preferences_forward", "lp_preferences", "autoforward_enabled, user_id"
+    )
+
+    # What a forward paid in routing fees (0 for an internal transfer).
+    await db.execute(f"ALTER TABLE satmachineadmin.payments ADD COLUMN fee_sats {big}")
+    # The LP's history, chart and totals: one position's legs by type and time.
+    await _index(
+        db,
+        "payments_client_leg_time",
+        "payments",
+        "client_id, leg_type, status, created_at, id",
+    )
+    await _index(db, "deposits_client_time", "deposits", "client_id, created_at, id")

@@ -937,3 +937,157 @@ class MachineWithPresence(Machine):
 
     last_seen_at: datetime | None = None
     online: bool = False
+
+
+# --- LP self-service: invites, preferences, autoforward, dashboard (issue 14) --
+
+MIN_AUTOFORWARD_THRESHOLD_SATS = 1000
+MAX_SATS = 21_000_000 * 100_000_000
+SeriesRange = Literal["7d", "30d", "90d", "1y", "all"]
+
+
+class CreateInviteData(BaseModel):
+    machine_id: str = Field(..., min_length=1, max_length=64)
+    username: str | None = Field(None, min_length=1, max_length=100)
+
+
+class Invite(_Row):
+    id: str
+    code: str
+    machine_id: str
+    operator_user_id: str
+    username: str | None = None
+    user_id: str | None = None
+    expires_at: datetime
+    accepted_at: datetime | None = None
+    accepted_by: str | None = None
+    client_id: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class InviteOut(BaseModel):
+    """What the operator gets back: the one-time code and the link to send."""
+
+    id: str
+    code: str
+    url: str
+    machine_id: str
+    username: str | None = None
+    expires_at: datetime
+    created_at: datetime
+
+
+class InvitePreview(BaseModel):
+    """What the invited LP sees before accepting."""
+
+    code: str
+    machine_id: str
+    machine_name: str
+    currency: str
+    operator_user_id: str
+    operator_username: str | None = None
+    username: str | None = None
+    expires_at: datetime
+
+
+class AcceptInviteData(BaseModel):
+    wallet_id: str = Field(..., min_length=1, max_length=64)
+
+
+_ADDRESS_HELP = (
+    "must be a Lightning address (name@domain), an LNURL (lnurl1...) "
+    "or an lnurlp:// link"
+)
+
+
+def check_lnurl_pay_address(value: str) -> str:
+    """A Lightning address (``name@domain``), a bech32 LNURL (``lnurl1...``)
+    or a LUD-17 ``lnurlp://`` link. Syntax only: it is resolved when paid."""
+    from lnurl import LnAddress, Lnurl
+
+    value = value.strip()
+    if value.lower().startswith("lightning:"):
+        value = value[len("lightning:") :]
+    lowered = value.lower()
+    try:
+        if "@" in value and "://" not in value:
+            LnAddress(value)
+            return value
+        if lowered.startswith("lnurl1"):
+            if Lnurl(value).is_login:
+                raise ValueError("an LNURL-auth link")
+            return lowered
+        if lowered.startswith("lnurlp://"):
+            Lnurl(value)
+            return value
+    except Exception as exc:  # the lnurl library raises many kinds
+        raise ValueError(_ADDRESS_HELP) from exc
+    raise ValueError(_ADDRESS_HELP)
+
+
+class UpdateLpPositionData(BaseModel):
+    """The LP's own preferences for one position; omitted fields keep their
+    value. ``autoforward_address: null`` with ``autoforward_enabled: false``
+    clears it."""
+
+    wallet_id: str | None = Field(None, min_length=1, max_length=64)
+    dca_mode: DcaMode | None = None
+    fixed_mode_daily_limit: Decimal | None = None
+    autoforward_enabled: bool | None = None
+    autoforward_address: str | None = Field(None, max_length=2000)
+    autoforward_threshold_sats: int | None = None
+
+    @validator("fixed_mode_daily_limit")
+    def _limit(cls, value: Decimal | None) -> Decimal | None:
+        return None if value is None else check_fiat_amount(value)
+
+    @validator("autoforward_address")
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None or value == "" else check_lnurl_pay_address(value)
+
+    @validator("autoforward_threshold_sats")
+    def _threshold(cls, value: int | None) -> int | None:
+        if value is None:
+            return None
+        if value < MIN_AUTOFORWARD_THRESHOLD_SATS:
+            raise ValueError(f"must be at least {MIN_AUTOFORWARD_THRESHOLD_SATS} sats")
+        if value > MAX_SATS:
+            raise ValueError("is more sats than will ever exist")
+        return value
+
+
+class LpPreferences(_Row):
+    """A position's preferences once its LP has taken them over (one row per
+    position; no row: the operator still manages the position)."""
+
+    client_id: str
+    user_id: str
+    autoforward_enabled: bool = False
+    autoforward_address: str | None = None
+    autoforward_threshold_sats: int | None = None
+    autoforward_failures: int = 0
+    autoforward_next_try_at: datetime | None = None
+    autoforward_last_error: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class LpPositionPreferences(BaseModel):
+    """A position with its preferences, as the LP (and its operator) sees it."""
+
+    client_id: str
+    machine_id: str
+    wallet_id: str
+    dca_mode: DcaMode
+    fixed_mode_daily_limit: Decimal | None = None
+    max_fixed_mode_daily_limit: Decimal
+    currency: str
+    status: ClientStatus
+    lp_managed: bool
+    autoforward_enabled: bool = False
+    autoforward_address: str | None = None
+    autoforward_threshold_sats: int | None = None
+    autoforward_failures: int = 0
+    autoforward_next_try_at: datetime | None = None
+    autoforward_last_error: str | None = None
+    updated_at: datetime

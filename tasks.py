@@ -24,6 +24,7 @@ from lnbits.task_manager import Task, task_manager
 from loguru import logger
 
 from . import (
+    autoforward,
     crud,
     crud_payouts,
     distribution,
@@ -195,6 +196,9 @@ def start_tasks() -> list[Task]:
         ),
         task_manager.create_permanent_task(
             notifications.watcher_loop, name="ext_satmachineadmin_watch"
+        ),
+        task_manager.create_permanent_task(
+            autoforward.run_forever, name="ext_satmachineadmin_autoforward"
         ),
     ]
 

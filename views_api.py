@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from lnbits.core.models import User
 from lnbits.decorators import check_user_exists
 
-from . import actions, crud
+from . import actions, crud, lp_self
 from .calculations import to_minor_units
 from .errors import Conflict, Invalid
 from .health import with_presence
@@ -59,6 +59,7 @@ from .views_api_helpers import (
     refuse_unstorable_input,
 )
 from .views_api_lp import lp_router, platform_router
+from .views_api_lp_self import lp_self_router
 from .views_api_settlements import settlements_router
 from .views_api_sources import sources_router
 from .views_api_telemetry import telemetry_public_router, telemetry_router
@@ -223,6 +224,7 @@ async def api_update_client(
 ) -> DcaClient:
     client = await owned_client(client_id, user)
     machine = await machine_of(client)
+    await lp_self.refuse_lp_owned_changes(client, data)
     if data.wallet_id is not None:
         await check_wallet_of(data.wallet_id, client.user_id, "wallet_id")
         client.wallet_id = data.wallet_id
@@ -435,3 +437,4 @@ satmachineadmin_api_router.include_router(platform_router)
 satmachineadmin_api_router.include_router(fixed_router)
 satmachineadmin_api_router.include_router(telemetry_router)
 satmachineadmin_api_router.include_router(telemetry_public_router)
+satmachineadmin_api_router.include_router(lp_self_router)

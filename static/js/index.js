@@ -15,7 +15,8 @@ window.app = Vue.createApp({
     SMPositions,
     SMSources,
     SMFixed,
-    SMOverview
+    SMOverview,
+    SMInvites
   ],
   data() {
     return {
@@ -122,5 +123,7 @@ window.app = Vue.createApp({
       await this.loadOverview()
     }
     this.starting = false
+    // An invite link (?invite=CODE) opens the dialog to accept it.
+    this.openInviteFromUrl()
   }
 })

@@ -109,9 +109,12 @@ class Session:
         """Quasar puts a q-input's or q-select's attributes on its input."""
         return self.page.locator(f'[data-test="{name}"]')
 
-    def shot(self, folder: Path, name: str) -> None:
-        """A screenshot once requests, notifications and transitions are done."""
+    def shot(self, folder: Path, name: str, full_page: bool = False) -> None:
+        """A screenshot once requests, notifications and transitions are done
+        (``full_page``: the whole page from its top, not only the window)."""
         page = self.page
+        if full_page:
+            page.evaluate("window.scrollTo(0, 0)")
         page.evaluate("document.activeElement && document.activeElement.blur()")
         page.mouse.move(1400, 940)  # no hover highlight
         expect(page.locator(".q-notification")).to_have_count(0, timeout=15_000)
@@ -119,7 +122,7 @@ class Session:
         page.wait_for_timeout(500)
         # 256 colours keep the PNGs small enough for the repository.
         raw = folder / f"{name}.png.tmp"
-        page.screenshot(path=str(raw), type="png")
+        page.screenshot(path=str(raw), type="png", full_page=full_page)
         with Image.open(raw) as image:
             small = image.convert("RGB").quantize(
                 colors=256, method=Image.Quantize.FASTOCTREE

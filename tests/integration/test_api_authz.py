@@ -239,6 +239,32 @@ ROUTES = [
       owner_sees=lambda w, a: w.machine.id),
     r("GET", "/health", lambda w, a: "/health", **ALL_OK,
       owner_sees=lambda w, a: '"scope":"operator"'),
+    # invites and the LP's self-service (issue 14)
+    r("POST", "/invites", lambda w, a: "/invites", owner=201,
+      body=lambda w, a: {"machine_id": w.machine.id},
+      owner_sees=lambda w, a: '"code"'),
+    r("GET", "/invites", lambda w, a: "/invites", **ALL_OK,
+      owner_sees=lambda w, a: w.invite.code),
+    r("DELETE", "/invites/{id}", lambda w, a: f"/invites/{w.invite.id}", owner=204),
+    r("GET", "/clients/{id}/preferences",
+      lambda w, a: f"/clients/{w.client.id}/preferences",
+      owner_sees=lambda w, a: '"lp_managed":false'),
+    r("GET", "/lp/invites/{code}", lambda w, a: f"/lp/invites/{w.invite.code}",
+      owner=404, lp=200, lp_route=True, lp_sees=lambda w, a: w.machine.name),
+    r("POST", "/lp/invites/{code}/accept (already has a position)",
+      lambda w, a: f"/lp/invites/{w.invite.code}/accept", owner=404, lp=409,
+      lp_route=True, body=lambda w, a: {"wallet_id": a[LP].wallet.id}),
+    r("GET", "/lp/positions/{id}", lambda w, a: f"/lp/positions/{w.client.id}",
+      owner=404, lp=200, lp_route=True, lp_sees=lambda w, a: w.client.id),
+    r("PUT", "/lp/positions/{id} (a wallet not the LP's)",
+      lambda w, a: f"/lp/positions/{w.client.id}", owner=404, lp=422,
+      lp_route=True, body=lambda w, a: {"wallet_id": a[OTHER].wallet.id}),
+    r("GET", "/lp/dashboard", lambda w, a: "/lp/dashboard", **ALL_OK, lp_route=True,
+      lp_sees=lambda w, a: w.client.id),
+    r("GET", "/lp/payments/series", lambda w, a: "/lp/payments/series?range=all",
+      **ALL_OK, lp_route=True),
+    r("GET", "/lp/export/payments.csv", lambda w, a: "/lp/export/payments.csv",
+      **ALL_OK, lp_route=True),
 ]  # fmt: skip
 
 
@@ -262,7 +288,8 @@ def test_the_matrix_covers_every_route(app):
     covered = {(row.method, row.template.split(" ")[0].split("?")[0]) for row in ROUTES}
     normalised = {
         (m, p.replace("{machine_id}", "{id}").replace("{client_id}", "{id}")
-         .replace("{deposit_id}", "{id}").replace("{settlement_id}", "{id}"))
+         .replace("{deposit_id}", "{id}").replace("{settlement_id}", "{id}")
+         .replace("{invite_id}", "{id}"))
         for m, p in declared
     }  # fmt: skip
     assert normalised - covered == set()
@@ -292,6 +319,7 @@ def _lp_visible(world: World) -> set[str]:
         world.spare_client.id,
         world.pending_deposit.id,
         world.confirmed_deposit.id,
+        world.invite.code,
     }
 
 
