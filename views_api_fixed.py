@@ -7,7 +7,7 @@ import secrets
 from decimal import Decimal
 from http import HTTPStatus
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from lnbits.core.models import User
 from lnbits.decorators import check_user_exists
 from lnbits.helpers import check_callback_url
@@ -89,13 +89,20 @@ async def _machines_over(
 
 @fixed_router.get("/fixed-schedule")
 async def api_get_fixed_schedule(
-    machine_id: str | None = None, user: User = Depends(check_user_exists)
+    machine_id: str | None = None,
+    effective: bool = Query(
+        False, description="with machine_id: the override if set, else the default"
+    ),
+    user: User = Depends(check_user_exists),
 ) -> FixedSchedule | None:
     """The operator's default schedule, or one machine's override (null when
-    none is set)."""
-    if machine_id is not None:
-        await owned_machine(machine_id, user)
-    return await crud_fixed.get_schedule(user.id, machine_id)
+    none is set; with effective=true, what the scheduler applies)."""
+    if machine_id is None:
+        return await crud_fixed.get_schedule(user.id, None)
+    machine = await owned_machine(machine_id, user)
+    if effective:
+        return await crud_fixed.get_effective_schedule(user.id, machine.id)
+    return await crud_fixed.get_schedule(user.id, machine.id)
 
 
 @fixed_router.put("/fixed-schedule")

@@ -22,7 +22,7 @@ from . import env
 from .env import Lnbits
 from .setup import add_machine
 
-FULL_TRIALS = {1000: 2}
+FULL_TRIALS = {1000: 1}
 QUICK_TRIALS = {100: 1}
 DAILY_LIMIT = Decimal(10)  # GTQ: one slot a day buys it all
 BARE_TAG = {"tag": "satmachine:bench-bare-transfer"}  # ignored by the listener

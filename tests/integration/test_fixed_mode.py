@@ -126,6 +126,13 @@ async def test_schedule_default_and_override_like_commission_splits(
     assert got.json()["times"] == ["12:00"]
     got = await http.get(f"{API}/fixed-schedule", headers=operator.headers)
     assert got.json()["times"] == ["09:00", "15:00"]
+    spare = await add_machine(operator, operator.wallets[3])
+    got = await http.get(
+        f"{API}/fixed-schedule",
+        params={"machine_id": spare.id, "effective": "true"},
+        headers=operator.headers,
+    )
+    assert got.json()["times"] == ["09:00", "15:00"]  # the default applies
 
     # Another operator sees neither the machine nor the schedules.
     theirs = await http.get(

@@ -233,3 +233,66 @@ async def test_watcher_raises_and_clears_settlement_problems(http, operator):
     assert [e["kind"] for e in log] == ["cleared", "started"]
     problems = await http.get(f"{API}/notifications/problems", headers=operator.headers)
     assert problems.json() == []
+
+
+async def test_watcher_tells_of_stuck_and_awaiting_funds_settlements(http, operator):
+    from datetime import timedelta
+
+    from satmachineadmin import crud, notifications
+    from satmachineadmin.models import DcaSettlement, utc_now
+    from scenario import add_machine
+
+    machine = await add_machine(operator, operator.wallets[1])
+    rows = []
+    for _ in range(2):
+        settlement, _ = await crud.create_settlement_idempotent(
+            DcaSettlement(
+                id=crud.new_id(),
+                machine_id=machine.id,
+                operator_user_id=operator.id,
+                payment_hash=os.urandom(32).hex(),
+                gross_sats=1000,
+                net_sats=970,
+                commission_sats=30,
+                platform_fee_sats=0,
+                operator_fee_sats=30,
+                super_fee_pct=0,
+                currency="GTQ",
+                status="processed",
+            )
+        )
+        rows.append(settlement)
+    stuck, waiting = rows
+    async with crud.connection() as c:
+        # `awaiting_funds` is another area's status: set by its string.
+        await crud._execute(
+            c,
+            "UPDATE satmachineadmin.settlements SET status = 'awaiting_funds' "
+            "WHERE id = :id",
+            {"id": waiting.id},
+        )
+        await crud._execute(
+            c,
+            "UPDATE satmachineadmin.settlements SET status = 'processing', "
+            "updated_at = :t WHERE id = :id",
+            {"id": stuck.id, "t": utc_now() - timedelta(minutes=31)},
+        )
+    await notifications.watch_once()
+    keys = {e["problem_key"] for e in await log_entries(http, operator)}
+    assert keys == {
+        f"settlement-stuck:{stuck.id}",
+        f"settlement-awaiting-funds:{waiting.id}",
+    }
+    # A longer threshold: the stuck one is no longer a problem.
+    await http.put(
+        f"{API}/notifications",
+        json={"stuck_after_minutes": 60},
+        headers=operator.headers,
+    )
+    await notifications.watch_once()
+    log = await log_entries(http, operator)
+    assert (log[0]["kind"], log[0]["problem_key"]) == (
+        "cleared",
+        f"settlement-stuck:{stuck.id}",
+    )
+    assert len(log) == 3
