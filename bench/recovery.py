@@ -39,7 +39,7 @@ async def _seed(machine: Any, start: int, count: int) -> None:
     (successful, dated two days ago and older) and their settlements."""
     from lnbits.core.db import db as core_db
     from lnbits.core.models import Payment, PaymentState
-    from lnbits.db import SQLITE, insert_query, model_to_dict
+    from lnbits.db import insert_query, model_to_dict
     from satmachineadmin import crud
     from satmachineadmin.models import DcaSettlement
     from sqlalchemy import text
@@ -83,22 +83,27 @@ async def _seed(machine: Any, start: int, count: int) -> None:
                 processed_at=when,
             )
         )
+    batch = 5000  # executemany: one round trip per batch, not per row
     async with core_db.connect() as conn:
         query = conn.rewrite_query(insert_query("apipayments", payments[0]))
-        for p in payments:
-            values = {
-                k: (
-                    (v.timestamp() if conn.type == SQLITE else v.replace(tzinfo=None))
-                    if isinstance(v, datetime)
-                    else v
-                )
-                for k, v in model_to_dict(p).items()
-            }
-            await conn.conn.execute(text(query), values)
+        for i in range(0, len(payments), batch):
+            await conn.conn.execute(
+                text(query),
+                [crud._params(conn, model_to_dict(p)) for p in payments[i : i + batch]],
+            )
         await conn.conn.commit()
     async with crud.transaction() as conn:
-        for s in settlements:
-            await crud._insert(conn, "settlements", s, commit=False)
+        query = conn.rewrite_query(
+            insert_query("satmachineadmin.settlements", settlements[0])
+        )
+        for i in range(0, len(settlements), batch):
+            await conn.conn.execute(
+                text(query),
+                [
+                    crud._params(conn, model_to_dict(s))
+                    for s in settlements[i : i + batch]
+                ],
+            )
 
 
 async def _time_recovery(machine_id: str, checkpoint: bool) -> float:
