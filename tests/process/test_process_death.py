@@ -40,7 +40,9 @@ def run_with_kills(
     Returns the figures."""
     rng = random.Random(seed)
     shop = Shop.open(node, lps=lps, seed=seed)
-    resume_times: list[float] = []  # restart answering -> every settlement final
+    # From LNbits answering again after a SIGKILL until the settlements the
+    # kill cut off (``processing`` then) are finished: the resume time.
+    resume_times: list[float] = []
     restart_times: list[float] = []  # SIGKILL -> LNbits answering again
     for i in range(rounds):
         for _ in range(per_round):
@@ -48,16 +50,19 @@ def run_with_kills(
         time.sleep(rng.uniform(0, 2.5))
         node.kill()
         restart_times.append(node.start())
+        cut_off = shop.cut_off()
+        if cut_off:
+            resume_times.append(shop.wait_until_final(only=cut_off))
         if settle_each_round or i == rounds - 1:
-            # How long until what the kill cut off is finished again.
-            resume_times.append(shop.wait_until_final())
+            shop.wait_until_final()
     summary = shop.check()
     summary.update(
         kills=node.kills,
         seed=seed,
-        resume_max_s=round(max(resume_times), 1),
+        resume_max_s=round(max(resume_times, default=0), 1),
         resume_times_s=[round(t, 1) for t in resume_times],
         restart_max_s=round(max(restart_times), 1),
+        cut_off_kills=len(resume_times),
     )
     return summary
 
