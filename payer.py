@@ -25,6 +25,7 @@ A leg counts as completed only once the destination received it.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 
@@ -82,8 +83,9 @@ async def pay_legs(
     extra = {leg.id: _transfer_extra(leg, machine.npub) for leg in legs}
     outcomes: list[DcaPayment] = []
     done: set[str] = set()  # legs with an outcome already
+    keep = _Lease(settlement_id, lease)
     dead = await _settle_resumed(legs, outcomes, done)
-    new_invoices = await _create_invoices(legs, done, dead, extra, outcomes)
+    new_invoices = await _create_invoices(legs, done, dead, extra, outcomes, keep)
     attached = await crud.attach_leg_invoices(
         [
             (leg_id, i.bolt11, i.payment_hash)
@@ -98,19 +100,35 @@ async def pay_legs(
                 leg, invoice.bolt11, invoice.payment_hash, dead[leg.id]
             ):
                 attached.add(leg.id)
-    if settlement_id is not None and lease is not None and new_invoices:
-        await crud_payouts.renew_lease(settlement_id, lease)
-
     for leg in legs:
         if leg.id in done:
             continue
         payable = await _payable(leg, attached, new_invoices)
         if payable is None:
             continue
+        await keep.renew_if_due()
         checkpoint("invoice_attached")
         outcomes.append(await _pay(payable, extra[leg.id]))
     await crud.record_leg_outcomes(outcomes, settlement_id, lease)
     return outcomes
+
+
+class _Lease:
+    """Keeps a worker's claim on its settlement while it pays a chunk: renewed
+    once a third of the lease has gone by (one small update), so a slow
+    machine never lets the claim lapse under a live worker."""
+
+    def __init__(self, settlement_id: str | None, lease: timedelta | None) -> None:
+        self.settlement_id, self.lease = settlement_id, lease
+        self.renewed = time.monotonic()
+
+    async def renew_if_due(self) -> None:
+        if self.settlement_id is None or self.lease is None:
+            return
+        if time.monotonic() - self.renewed < self.lease.total_seconds() / 3:
+            return
+        await crud_payouts.renew_lease(self.settlement_id, self.lease)
+        self.renewed = time.monotonic()
 
 
 async def _settle_resumed(
@@ -169,6 +187,7 @@ async def _create_invoices(
     dead: dict[str, str],
     extra: dict[str, dict],
     outcomes: list[DcaPayment],
+    keep: _Lease,
 ) -> dict[str, Payment]:
     """An invoice on the destination wallet for each leg that has none, or
     whose invoice is dead."""
@@ -177,6 +196,7 @@ async def _create_invoices(
         assert leg.destination_wallet_id, "a pending leg has a destination"  # noqa: S101
         if leg.id in done or (leg.payment_hash is not None and leg.id not in dead):
             continue
+        await keep.renew_if_due()
         try:
             new_invoices[leg.id] = await create_invoice(
                 wallet_id=leg.destination_wallet_id,

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
-from lnbits.core.crud import get_payments
 from lnbits.core.models import Payment
 from lnbits.task_manager import Task, task_manager
 from loguru import logger
@@ -115,13 +114,11 @@ async def reconcile(since: int | None = None) -> int:
 async def _scan_wallet(machine: Machine, start: int) -> int:
     landed, offset = 0, 0
     while True:
-        payments = await get_payments(
-            wallet_id=machine.wallet_id,
-            incoming=True,
-            complete=True,
-            since=start,
-            limit=PAGE,
-            offset=offset,
+        payments = await crud_payouts.get_incoming_since(
+            machine.wallet_id,
+            datetime.fromtimestamp(start, timezone.utc),
+            PAGE,
+            offset,
         )
         known = await crud.get_known_payment_hashes(
             machine.id, [p.payment_hash for p in payments]

@@ -225,7 +225,7 @@ def _recovery_table(results: dict) -> list[str]:
         for size, row in _phase(results, b, "recovery")["sizes"].items():
             rows.append(
                 f"| {b} | {int(size):,} | {_fmt(row['checkpoint_ms'])} | "
-                f"{_fmt(row['full_scan_ms'])} |"
+                f"{_fmt(row.get('full_scan_ms'))} |"
             )
     return rows
 

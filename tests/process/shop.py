@@ -178,12 +178,24 @@ class Shop:
             if len(page) < 1000:
                 return rows
 
-    def wait_until_final(self, timeout: float = 150) -> float:
-        """Seconds until every sale's settlement is final."""
+    def cut_off(self) -> set[str]:
+        """Settlements a worker held when the process died (``processing``)."""
+        return {r["id"] for r in self.settlements() if r["status"] == "processing"}
+
+    def wait_until_final(
+        self, timeout: float = 150, only: set[str] | None = None
+    ) -> float:
+        """Seconds until every sale's settlement (or those in ``only``) is
+        final."""
         began = time.monotonic()
         while True:
             rows = self.settlements()
-            if len(rows) >= len(self.sales) and all(r["status"] in FINAL for r in rows):
+            if only is not None:
+                if all(r["status"] in FINAL for r in rows if r["id"] in only):
+                    return time.monotonic() - began
+            elif len(rows) >= len(self.sales) and all(
+                r["status"] in FINAL for r in rows
+            ):
                 return time.monotonic() - began
             if time.monotonic() - began > timeout:
                 stuck = [
