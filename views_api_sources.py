@@ -116,10 +116,9 @@ async def api_poll_lamassu(
     if not machine.is_active:
         raise Conflict("the machine is inactive")
     outcome = await lamassu.poll(machine, source)
-    for settlement in outcome.landed:
-        if settlement.status == "pending":
-            queue_for_processing(settlement.id)
-    return LamassuPollResult(landed=len(outcome.landed), error=outcome.error)
+    for settlement_id in outcome.to_pay:
+        queue_for_processing(settlement_id)
+    return LamassuPollResult(landed=outcome.landed, error=outcome.error)
 
 
 @sources_router.post("/settlements/manual", status_code=HTTPStatus.CREATED)
