@@ -158,6 +158,7 @@ async def api_funding(user: User = Depends(check_user_exists)) -> list[MachineFu
                 owes_sats=owed.get(machine.id, 0),
                 holds_sats=await funding.wallet_sats(machine.wallet_id),
                 awaiting_funds=waiting.get(machine.id, 0),
+                lamassu_configured=source is not None,
                 last_poll_at=source.last_poll_at if source else None,
                 last_success_at=source.last_success_at if source else None,
                 last_error=source.last_error if source else None,
