@@ -373,7 +373,8 @@ _locks: dict[str, asyncio.Lock] = {}
 
 @dataclass
 class PollOutcome:
-    landed: list[DcaSettlement]
+    landed: int  # sales this poll landed
+    to_pay: list[str]  # the ids of those that wait to be paid
     error: str | None = None
 
 
@@ -397,7 +398,8 @@ async def poll(machine: Machine, source: LamassuSource) -> PollOutcome:
 
 
 async def _poll(machine: Machine, source: LamassuSource) -> PollOutcome:
-    landed: list[DcaSettlement] = []
+    landed = 0
+    to_pay: list[str] = []
     newest: datetime | None = None
     error: str | None = None
     try:
@@ -406,7 +408,9 @@ async def _poll(machine: Machine, source: LamassuSource) -> PollOutcome:
             since, after = window_start(source.cursor_created), ZERO_UUID
             while True:
                 rows = await read_sales(conn, source.device_id, since, after)
-                landed += await land_rows(machine, rows)
+                settlements = await land_rows(machine, rows)
+                landed += len(settlements)
+                to_pay += [s.id for s in settlements if s.status == "pending"]
                 if rows:
                     newest = max(newest or EPOCH, rows[-1]["created"])
                     await crud_sources.advance_cursor(machine.id, newest)
@@ -418,7 +422,7 @@ async def _poll(machine: Machine, source: LamassuSource) -> PollOutcome:
     except Exception as exc:  # an unreadable source must never stop the loop
         error = describe_error(exc, source)
     await crud_sources.record_poll(
-        machine.id, error=error, landed=len(landed), cursor=newest
+        machine.id, error=error, landed=landed, cursor=newest
     )
     key = f"lamassu-unreadable:{machine.id}"
     if error is not None:
@@ -433,7 +437,7 @@ async def _poll(machine: Machine, source: LamassuSource) -> PollOutcome:
         await notifications.problem_cleared(
             machine.operator_user_id, key, "the Lamassu database reads again"
         )
-    return PollOutcome(landed=landed, error=error)
+    return PollOutcome(landed=landed, to_pay=to_pay, error=error)
 
 
 async def land_rows(

@@ -714,6 +714,7 @@ class MachineFunding(BaseModel):
     holds_sats: int
     awaiting_funds: int
     # Lamassu machines: the source's status (None otherwise / never polled).
+    lamassu_configured: bool = False
     last_poll_at: datetime | None = None
     last_success_at: datetime | None = None
     last_error: str | None = None

@@ -32,10 +32,9 @@ async def poll_due(queue: Callable[[str], None]) -> int:
             continue
         _last_poll[source.machine_id] = now
         outcome = await lamassu.poll(machine, source)
-        for settlement in outcome.landed:
-            if settlement.status == "pending":
-                queue(settlement.id)
-        landed += len(outcome.landed)
+        for settlement_id in outcome.to_pay:
+            queue(settlement_id)
+        landed += outcome.landed
     return landed
 
 

@@ -116,10 +116,9 @@ async def api_poll_lamassu(
     if not machine.is_active:
         raise Conflict("the machine is inactive")
     outcome = await lamassu.poll(machine, source)
-    for settlement in outcome.landed:
-        if settlement.status == "pending":
-            queue_for_processing(settlement.id)
-    return LamassuPollResult(landed=len(outcome.landed), error=outcome.error)
+    for settlement_id in outcome.to_pay:
+        queue_for_processing(settlement_id)
+    return LamassuPollResult(landed=outcome.landed, error=outcome.error)
 
 
 @sources_router.post("/settlements/manual", status_code=HTTPStatus.CREATED)
@@ -159,6 +158,7 @@ async def api_funding(user: User = Depends(check_user_exists)) -> list[MachineFu
                 owes_sats=owed.get(machine.id, 0),
                 holds_sats=await funding.wallet_sats(machine.wallet_id),
                 awaiting_funds=waiting.get(machine.id, 0),
+                lamassu_configured=source is not None,
                 last_poll_at=source.last_poll_at if source else None,
                 last_success_at=source.last_success_at if source else None,
                 last_error=source.last_error if source else None,

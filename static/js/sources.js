@@ -66,6 +66,11 @@ window.SMSources = {
         device_id: '',
         poll_seconds: 60
       }
+      const row = this.funding[machine.id]
+      if (!row || !row.lamassu_configured) {
+        d.show = true // nothing saved yet: no settings to read
+        return
+      }
       try {
         const s = await SM.request('GET', `/machines/${machine.id}/lamassu`)
         d.status = s
@@ -95,6 +100,7 @@ window.SMSources = {
         d.status = await SM.request('PUT', `/machines/${d.machine.id}/lamassu`, body)
         d.data.password = ''
         SM.notifyDone('Lamassu connection saved')
+        await this.loadFunding()
       } catch (error) {
         SM.notifyError(error, 'Could not save the Lamassu connection')
       } finally {

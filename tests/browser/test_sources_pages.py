@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,12 @@ try:
     from playwright.sync_api import expect
 except ImportError:  # conftest.py skips these tests, saying why
     expect = None
+
+
+def run_async(coroutine: Any) -> Any:
+    """Playwright's sync API holds this thread's event loop: use another."""
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def add_machine(s: Any, name: str, source_label: str, wallet: str) -> None:
@@ -40,9 +48,17 @@ def add_machine(s: Any, name: str, source_label: str, wallet: str) -> None:
 def test_manual_and_lamassu_sources_from_the_console(
     lnbits: Any, browser: Any, screenshots: Path
 ) -> None:
-    lnbits.superuser()  # first install, if no other test did it
+    lnbits.superuser()  # the first install, before anyone registers
     operator = lnbits.register("operator", wallets=("Manual ATM", "Lamassu ATM"))
-    lamassu = asyncio.run(create_lamassu_db())
+    # The whole commission goes to the operator's first wallet: paid from the
+    # machine wallet, which is empty.
+    lnbits.api(
+        operator,
+        "PUT",
+        "/commission-splits",
+        json={"legs": [{"wallet_id": operator.wallets[0].id, "pct": "1"}]},
+    )
+    lamassu = run_async(create_lamassu_db())
     try:
         with browser_session(browser, lnbits.base) as s:
             page = s.page
@@ -59,13 +75,20 @@ def test_manual_and_lamassu_sources_from_the_console(
             s.test_id("manual-note").fill("paid in cash at the counter")
             s.test_id("manual-save").click()
             page.get_by_text("Recorded receipt-0001").wait_for()
-            # The wallet is empty: the sale waits, and the table says so.
-            expect(row.locator('[data-test="machine-owes"]')).to_contain_text(
-                "266,800", timeout=20_000
-            )
+            # The wallet is empty: the sale waits, and the page says so.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline:
+                rows = lnbits.api(operator, "GET", "/settlements")
+                if rows and rows[0]["status"] == "awaiting_funds":
+                    break
+                time.sleep(0.2)
+            assert rows[0]["status"] == "awaiting_funds", rows
             s.tab("Settlements")
             page.get_by_text("awaiting_funds").first.wait_for(timeout=20_000)
             s.tab("Machines")
+            expect(row.locator('[data-test="machine-owes"]')).to_contain_text(
+                "8,001", timeout=20_000
+            )
 
             # --- a Lamassu machine: set, test, poll ----------------------------
             add_machine(s, "Antigua", "Lamassu", "Lamassu ATM")
@@ -91,4 +114,4 @@ def test_manual_and_lamassu_sources_from_the_console(
             assert lamassu.reader_password not in page.content()
             assert s.errors == [], s.errors
     finally:
-        asyncio.run(drop_lamassu_db(lamassu))
+        run_async(drop_lamassu_db(lamassu))

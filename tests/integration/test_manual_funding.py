@@ -205,6 +205,10 @@ async def test_awaiting_funds_then_a_top_up_goes_on_by_itself(
         "owes_sats": 266_800,
         "holds_sats": 0,
         "awaiting_funds": 1,
+        "lamassu_configured": False,
+        "last_poll_at": None,
+        "last_success_at": None,
+        "last_error": None,
     }
 
     # A partial top-up is not enough: still waiting.
