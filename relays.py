@@ -57,7 +57,6 @@ class RelayState:
             "last_error": self.last_error,
             "failures": self.failures,
             "events": self.events,
-            "machines": len(self.authors),
         }
 
 
