@@ -515,7 +515,7 @@ def test_overview_and_machine_health(
 
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, sell_all()).result(timeout=120)
-    for _ in range(120):
+    for _ in range(480):
         done = lnbits.api(
             operator, "GET", "/settlements", params={"status": "processed"}
         )
