@@ -57,12 +57,12 @@ class RelayState:
             "last_error": self.last_error,
             "failures": self.failures,
             "events": self.events,
-            "machines": len(self.authors),
         }
 
 
 _relays: dict[str, RelayState] = {}
 _wake = asyncio.Event()
+_sync_lock = asyncio.Lock()
 
 
 def refresh() -> None:
@@ -144,6 +144,11 @@ def _stop(state: RelayState) -> None:
 
 async def sync() -> None:
     """Open, restart or close connections to match what operators want."""
+    async with _sync_lock:
+        await _sync()
+
+
+async def _sync() -> None:
     wanted = await crud_telemetry.list_relay_subscriptions()
     for url in list(_relays):
         if url not in wanted:

@@ -153,7 +153,7 @@ async def api_set_relays(
     if data.low_cassette_bills is not None:
         settings.low_cassette_bills = data.low_cassette_bills
     await crud_telemetry.save_settings(settings)
-    relays.refresh()
+    await relays.sync()  # connect (or disconnect) now, not at the next resync
     return _relays_body(settings)
 
 

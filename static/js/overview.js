@@ -17,7 +17,14 @@ window.SMOverview = {
         {value: 30, label: '30 days'},
         {value: 90, label: '90 days'}
       ],
-      machineHealth: {}
+      machineHealth: {},
+      telemetryForm: {
+        relays: '',
+        offline_after_minutes: 10,
+        low_cassette_bills: 20
+      },
+      relayStatus: [],
+      telemetrySaving: false
     }
   },
   computed: {
@@ -52,10 +59,47 @@ window.SMOverview = {
           days: this.overviewDays
         })
         this.$nextTick(this.drawSalesChart)
+        this.loadTelemetrySettings()
       } catch (error) {
         SM.notifyError(error, 'Could not load the overview')
       } finally {
         this.overviewLoading = false
+      }
+    },
+    async loadTelemetrySettings() {
+      try {
+        const data = await SM.request('GET', '/relays')
+        this.applyTelemetrySettings(data)
+      } catch (error) {
+        SM.notifyError(error, 'Could not load the relay settings')
+      }
+    },
+    applyTelemetrySettings(data) {
+      this.telemetryForm = {
+        relays: data.relays.join('\n'),
+        offline_after_minutes: data.offline_after_minutes,
+        low_cassette_bills: data.low_cassette_bills
+      }
+      this.relayStatus = data.status || []
+    },
+    async saveTelemetrySettings() {
+      this.telemetrySaving = true
+      try {
+        const relays = this.telemetryForm.relays
+          .split(/\s+/)
+          .map(url => url.trim())
+          .filter(url => url)
+        const data = await SM.request('PUT', '/relays', {
+          relays,
+          offline_after_minutes: this.telemetryForm.offline_after_minutes,
+          low_cassette_bills: this.telemetryForm.low_cassette_bills
+        })
+        this.applyTelemetrySettings(data)
+        SM.notifyDone('Saved the machine report settings')
+      } catch (error) {
+        SM.notifyError(error, 'Could not save the machine report settings')
+      } finally {
+        this.telemetrySaving = false
       }
     },
     async loadMachineHealth() {

@@ -518,7 +518,7 @@ def test_overview_and_machine_health(
 
     with ThreadPoolExecutor(1) as pool:
         pool.submit(asyncio.run, sell_all()).result(timeout=120)
-    for _ in range(120):
+    for _ in range(480):
         done = lnbits.api(
             operator, "GET", "/settlements", params={"status": "processed"}
         )
@@ -555,6 +555,18 @@ def test_overview_and_machine_health(
 
         s.choose(s.test_id("overview-days"), "7 days")
         expect(page.get_by_text("Last 7 days").first).to_be_visible()
+
+        # Relays and the offline threshold: saved, and the relay's state shown
+        # (nothing listens on port 9: it stays "not connected").
+        s.test_id("relays-input").fill("ws://127.0.0.1:9")
+        s.test_id("offline-minutes").fill("15")
+        s.test_id("telemetry-save").click()
+        status = s.test_id("relay-status")
+        expect(status).to_contain_text("ws://127.0.0.1:9")
+        expect(status).to_contain_text("not connected")
+        saved = lnbits.api(operator, "GET", "/relays")
+        assert saved["relays"] == ["ws://127.0.0.1:9"]
+        assert saved["offline_after_minutes"] == 15
 
         s.tab("Machines")
         table = s.test_id("machines-table")
