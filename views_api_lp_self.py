@@ -51,7 +51,8 @@ them; times ISO 8601 UTC)
   fiat_amount, currency, price, destination_wallet_id, memo, payment_hash,
   created_at, completed_at}``; by default the completed purchases (``dca``,
   ``settlement``); ``leg_type=autoforward`` lists forwards (any status).
-- ``GET /lp/deposits?client_id=`` -> [DcaDeposit].
+- ``GET /lp/deposits?limit=&offset=`` -> [DcaDeposit] (the LP's deposits,
+  as operators recorded them).
 - ``GET /lp/dashboard`` -> ``{generated_at, totals: {sats_stacked,
   purchases_count, forwarded_sats, last_purchase, by_currency: [{currency,
   sats_stacked, total_deposited, pending_deposits, balance_left, fiat_spent,
