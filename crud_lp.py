@@ -292,57 +292,69 @@ async def list_forwards(client_ids: Sequence[str], limit: int) -> list[dict[str,
 # --- the LP dashboard ------------------------------------------------------------
 
 
-async def dashboard_aggregates(client_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """Per position, in one query: confirmed and pending deposits, fiat
-    charged, sats and fiat of completed purchases, their count, and forwards."""
+_INBOUND_CASE = "leg_type IN ('dca', 'settlement')"
+
+
+async def dashboard_aggregates(client_ids: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Per position: confirmed and pending deposits, fiat charged (purchases
+    completed or still owed), sats and fiat of completed purchases, their
+    count, and sats forwarded. Two grouped scans, read from the indexes."""
     if not client_ids:
         return {}
     names, placeholders = _names("c", client_ids)
-    sql = f"""
-        SELECT c.id AS client_id,
-          COALESCE((SELECT SUM(d.amount_minor) FROM {S}.deposits d
-            WHERE d.client_id = c.id AND d.status = 'confirmed'), 0) AS deposited,
-          COALESCE((SELECT SUM(d.amount_minor) FROM {S}.deposits d
-            WHERE d.client_id = c.id AND d.status = 'pending'), 0) AS pending,
-          COALESCE((SELECT SUM(p.fiat_amount_minor) FROM {S}.payments p
-            WHERE p.client_id = c.id AND p.leg_type IN {_INBOUND}
-            AND p.status IN ('pending', 'completed', 'failed')), 0) AS charged,
-          COALESCE(bought.sats, 0) AS sats, COALESCE(bought.fiat, 0) AS fiat,
-          COALESCE(bought.n, 0) AS purchases,
-          COALESCE((SELECT SUM(p.amount_sats) FROM {S}.payments p
-            WHERE p.client_id = c.id AND p.leg_type = 'autoforward'
-            AND p.status = 'completed'), 0) AS forwarded
-        FROM {S}.clients c
-        LEFT JOIN (SELECT client_id, SUM(amount_sats) AS sats,
-            SUM(fiat_amount_minor) AS fiat, COUNT(*) AS n FROM {S}.payments
-            WHERE client_id IN ({placeholders}) AND leg_type IN {_INBOUND}
-            AND status = 'completed' GROUP BY client_id) bought
-          ON bought.client_id = c.id
-        WHERE c.id IN ({placeholders})
-    """
+    done = f"{_INBOUND_CASE} AND status = 'completed'"
+    payments_sql = f"""
+        SELECT client_id,
+          SUM(CASE WHEN {_INBOUND_CASE} THEN fiat_amount_minor ELSE 0 END) AS charged,
+          SUM(CASE WHEN {done} THEN amount_sats ELSE 0 END) AS sats,
+          SUM(CASE WHEN {done} THEN fiat_amount_minor ELSE 0 END) AS fiat,
+          SUM(CASE WHEN {done} THEN 1 ELSE 0 END) AS purchases,
+          SUM(CASE WHEN leg_type = 'autoforward' AND status = 'completed'
+              THEN amount_sats ELSE 0 END) AS forwarded
+        FROM {S}.payments
+        WHERE client_id IN ({placeholders})
+        AND leg_type IN ('dca', 'settlement', 'autoforward')
+        AND status IN ('pending', 'completed', 'failed')
+        GROUP BY client_id"""
+    deposits_sql = f"""
+        SELECT client_id, status, SUM(amount_minor) AS amount FROM {S}.deposits
+        WHERE client_id IN ({placeholders}) AND status IN ('confirmed', 'pending')
+        GROUP BY client_id, status"""
     async with connection() as c:
-        rows = await _scalar_rows(c, sql, names)
-    return {
-        row["client_id"]: {k: int(v) for k, v in row.items() if k != "client_id"}
-        for row in rows
-    }
+        paid = await _scalar_rows(c, payments_sql, names)
+        deposits = await _scalar_rows(c, deposits_sql, names)
+    keys = ("deposited", "pending", "charged", "sats", "fiat", "purchases", "forwarded")
+    result = {cid: dict.fromkeys(keys, 0) for cid in client_ids}
+    for row in paid:
+        for k in keys[2:]:
+            result[row["client_id"]][k] = int(row[k] or 0)
+    for row in deposits:
+        key = "deposited" if row["status"] == "confirmed" else "pending"
+        result[row["client_id"]][key] = int(row["amount"] or 0)
+    return result
 
 
 async def last_purchases(client_ids: Sequence[str]) -> dict[str, DcaPayment]:
-    """Each position's latest completed purchase (one index probe each)."""
+    """Each position's latest completed purchase: one index probe per
+    position and purchase type (no sort)."""
     result: dict[str, DcaPayment] = {}
     async with connection() as c:
         for client_id in client_ids:
-            row = await _fetchone(
-                c,
-                f"""SELECT * FROM {S}.payments WHERE client_id = :c
-                    AND leg_type IN {_INBOUND} AND status = 'completed'
-                    ORDER BY created_at DESC, id DESC LIMIT 1""",
-                {"c": client_id},
-                DcaPayment,
-            )
-            if row is not None:
-                result[client_id] = row
+            for leg_type in INBOUND_LEGS:
+                row = await _fetchone(
+                    c,
+                    f"""SELECT * FROM {S}.payments WHERE client_id = :c
+                        AND leg_type = :lt AND status = 'completed'
+                        ORDER BY created_at DESC, id DESC LIMIT 1""",
+                    {"c": client_id, "lt": leg_type},
+                    DcaPayment,
+                )
+                best = result.get(client_id)
+                if row is not None and (
+                    best is None
+                    or (row.created_at, row.id) > (best.created_at, best.id)
+                ):
+                    result[client_id] = row
     return result
 
 
@@ -386,34 +398,39 @@ async def purchase_series(
 
 
 async def list_lp_payments(
-    user_id: str,
-    client_id: str | None,
+    client_ids: Sequence[str],
     leg_type: str | None,
     since: datetime | None,
     until: datetime | None,
     limit: int,
     offset: int,
 ) -> list[DcaPayment]:
-    """An LP's payouts and forwards, newest first, with optional filters."""
-    where = "c.user_id = :u AND p.leg_type IN ('dca', 'settlement', 'autoforward')"
-    where += " AND (p.status = 'completed' OR p.leg_type = 'autoforward')"
-    if client_id is not None:
-        where += " AND p.client_id = :cid"
-    if leg_type is not None:
-        where += " AND p.leg_type = :lt"
+    """Payouts (completed purchases) of some positions, newest first; with
+    ``leg_type='autoforward'`` their forwards in any status. The page's ids
+    come from the index alone, then its rows are read (late row lookup)."""
+    if not client_ids:
+        return []
+    names, placeholders = _names("c", client_ids)
+    where = f"client_id IN ({placeholders})"
+    if leg_type == "autoforward":
+        where += " AND leg_type = 'autoforward'"
+    elif leg_type is not None:
+        where += " AND leg_type = :lt AND status = 'completed'"
+    else:
+        where += f" AND {_INBOUND_CASE} AND status = 'completed'"
     if since is not None:
-        where += " AND p.created_at >= :since"
+        where += " AND created_at >= :since"
     if until is not None:
-        where += " AND p.created_at < :until"
+        where += " AND created_at < :until"
+    order = "ORDER BY created_at DESC, id DESC"
     async with connection() as c:
         return await _fetchall(
             c,
-            f"""SELECT p.* FROM {S}.payments p JOIN {S}.clients c ON c.id = p.client_id
-                WHERE {where}
-                ORDER BY p.created_at DESC, p.id DESC LIMIT :limit OFFSET :offset""",
+            f"""SELECT * FROM {S}.payments WHERE id IN (
+                SELECT id FROM {S}.payments WHERE {where}
+                {order} LIMIT :limit OFFSET :offset) {order}""",
             {
-                "u": user_id,
-                "cid": client_id,
+                **names,
                 "lt": leg_type,
                 "since": since,
                 "until": until,
@@ -422,6 +439,15 @@ async def list_lp_payments(
             },
             DcaPayment,
         )
+
+
+async def client_ids_of(user_id: str) -> list[str]:
+    """The ids of an LP's positions (at any operator)."""
+    async with connection() as c:
+        rows = await _scalar_rows(
+            c, f"SELECT id FROM {S}.clients WHERE user_id = :u", {"u": user_id}
+        )
+    return [row["id"] for row in rows]
 
 
 async def fixed_schedule(operator_user_id: str, machine_id: str) -> dict | None:

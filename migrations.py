@@ -607,11 +607,12 @@ async def m007_lp_self_service(db: Connection) -> None:
 
     # What a forward paid in routing fees (0 for an internal transfer).
     await db.execute(f"ALTER TABLE satmachineadmin.payments ADD COLUMN fee_sats {big}")
-    # The LP's history, chart and totals: one position's legs by type and time.
+    # The LP's history, chart and totals: one position's legs by type and time,
+    # covering the amounts, so its sums and pages are read from the index alone.
     await _index(
         db,
         "payments_client_leg_time",
         "payments",
-        "client_id, leg_type, status, created_at, id",
+        "client_id, leg_type, status, created_at, id, amount_sats, fiat_amount_minor",
     )
     await _index(db, "deposits_client_time", "deposits", "client_id, created_at, id")

@@ -51,7 +51,8 @@ them; times ISO 8601 UTC)
   fiat_amount, currency, price, destination_wallet_id, memo, payment_hash,
   created_at, completed_at}``; by default the completed purchases (``dca``,
   ``settlement``); ``leg_type=autoforward`` lists forwards (any status).
-- ``GET /lp/deposits?client_id=`` -> [DcaDeposit].
+- ``GET /lp/deposits?limit=&offset=`` -> [DcaDeposit] (the LP's deposits,
+  as operators recorded them).
 - ``GET /lp/dashboard`` -> ``{generated_at, totals: {sats_stacked,
   purchases_count, forwarded_sats, last_purchase, by_currency: [{currency,
   sats_stacked, total_deposited, pending_deposits, balance_left, fiat_spent,
@@ -80,6 +81,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from http import HTTPStatus
 from typing import Annotated, Any, cast
 
@@ -91,6 +93,7 @@ from lnbits.decorators import KeyChecker, check_access_token, check_user_exists
 from pydantic.types import UUID4
 
 from . import crud, crud_lp, lp_self
+from .calculations import from_minor_units
 from .errors import Conflict, Invalid, NotFound
 from .models import (
     AcceptInviteData,
@@ -338,14 +341,15 @@ async def api_lp_positions(
     )
     ids = [client.id for client in clients]
     machines = await crud.get_machines_by_ids([c.machine_id for c in clients])
-    balances = await crud.get_client_balances(ids)
-    paid = await crud.get_completed_payout_totals(ids)
+    sums = await crud_lp.dashboard_aggregates(ids)
     positions = []
     for client in clients:
-        machine, balance = machines.get(client.machine_id), balances.get(client.id)
-        if machine is None or balance is None:  # deleted while we read
+        machine, row = machines.get(client.machine_id), sums.get(client.id)
+        if machine is None or row is None:  # deleted while we read
             continue
-        fiat_minor, sats = paid.get(client.id, (0, 0))
+        cur = machine.currency
+        deposits = from_minor_units(row["deposited"], cur)
+        charged = from_minor_units(row["charged"], cur)
         positions.append(
             LpPosition(
                 client_id=client.id,
@@ -356,12 +360,12 @@ async def api_lp_positions(
                 username=client.username,
                 dca_mode=client.dca_mode,
                 status=client.status,
-                currency=machine.currency,
-                total_deposits=balance.total_deposits,
-                total_charged=balance.total_charged,
-                remaining_balance=balance.remaining_balance,
-                sats_received=sats,
-                average_price=lp_self.average_price(fiat_minor, sats, machine.currency),
+                currency=cur,
+                total_deposits=deposits,
+                total_charged=charged,
+                remaining_balance=max(deposits - charged, Decimal(0)),
+                sats_received=row["sats"],
+                average_price=lp_self.average_price(row["fiat"], row["sats"], cur),
                 created_at=client.created_at,
             )
         )
@@ -399,10 +403,20 @@ async def api_lp_payments(
     for name, value in (("since", since), ("until", until)):
         if value is not None and not MIN_TIME <= value.replace(tzinfo=None) <= MAX_TIME:
             raise Invalid(name, "must be between 1970 and 2999")
+    ids = await _own_client_ids(caller, client_id)
     legs = await crud_lp.list_lp_payments(
-        caller.user_id, client_id, leg_type, since, until, page.limit, page.offset
+        ids, leg_type, since, until, page.limit, page.offset
     )
     return [LpPayment.parse_obj(leg.dict()) for leg in legs]
+
+
+async def _own_client_ids(caller: LpCaller, client_id: str | None) -> list[str]:
+    """The caller's positions, or the one asked for if it is the caller's
+    (another's: none, so a filter on it lists nothing)."""
+    ids = await crud_lp.client_ids_of(caller.user_id)
+    if client_id is None:
+        return ids
+    return [client_id] if client_id in ids else []
 
 
 @lp_read_router.get("/lp/deposits")
@@ -439,10 +453,10 @@ async def api_lp_export_payments(
 ) -> Response:
     """The caller's payouts (or forwards) as CSV, newest first."""
 
+    ids = await _own_client_ids(caller, client_id)
+
     async def fetch(limit: int, offset: int) -> list[DcaPayment]:
-        return await crud_lp.list_lp_payments(
-            caller.user_id, client_id, leg_type, None, None, limit, offset
-        )
+        return await crud_lp.list_lp_payments(ids, leg_type, None, None, limit, offset)
 
     return _csv_response(
         "lp-payments.csv", _csv_stream(LP_PAYMENT_COLUMNS, fetch, _lp_payment_row)

@@ -158,6 +158,11 @@ def test_a_forward_is_never_sent_twice_across_sigkill(delay: float):
             )
 
         completed = [leg for leg in legs if leg["status"] == "completed"]
+        print(  # what the kill interrupted (shown with -s)
+            f"\nkill {delay} s after the invoice: forwards "
+            f"{[leg['status'] for leg in reversed(legs)]}, "
+            f"LNURL invoices asked {len(server.requests)}"
+        )
         assert sum(leg["amount_sats"] for leg in completed) == received, legs
         assert all(leg["status"] in ("completed", "failed") for leg in legs), legs
         assert node.balance(lp.wallet) == 0
