@@ -56,6 +56,7 @@ from .views_api_helpers import (
     refuse_unstorable_input,
 )
 from .views_api_lp import lp_router, platform_router
+from .views_api_reconciliation import reconciliation_router
 from .views_api_settlements import settlements_router
 
 operator_router = APIRouter(
@@ -419,3 +420,4 @@ satmachineadmin_api_router.include_router(operator_router)
 satmachineadmin_api_router.include_router(settlements_router)
 satmachineadmin_api_router.include_router(lp_router)
 satmachineadmin_api_router.include_router(platform_router)
+satmachineadmin_api_router.include_router(reconciliation_router)

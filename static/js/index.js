@@ -12,7 +12,8 @@ window.app = Vue.createApp({
     SMClients,
     SMSplits,
     SMSettlements,
-    SMPositions
+    SMPositions,
+    SMReconciliation
   ],
   data() {
     return {
