@@ -25,8 +25,9 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432
 TESTS ?= tests
 PYTEST_ARGS ?=
 RUN_ARGS ?=
+SIM_ARGS ?=
 
-.PHONY: help venv run test test-pg lint checkruff checkformat mypy format check bench clean-run
+.PHONY: help venv run test test-pg lint checkruff checkformat mypy format check bench simulate clean-run
 
 help:
 	@echo "make run       set up .venv and run LNbits + this extension on 127.0.0.1:5000"
@@ -36,6 +37,7 @@ help:
 	@echo "make format    ruff format and ruff check --fix"
 	@echo "make check     lint + test"
 	@echo "make bench     run the benchmarks (bench/__main__.py)"
+	@echo "make simulate  a simulated month of a fleet, reconciled to the sat (SIM_ARGS=--help)"
 	@echo "make venv      create .venv and install LNbits and the dev tools"
 
 venv: $(STAMP)
@@ -97,6 +99,10 @@ bench: $(STAMP)
 		echo "No benchmarks yet: bench/__main__.py does not exist."; \
 		exit 1; \
 	fi
+
+# A month of a fleet against a real LNbits process (bench/simulate.py).
+simulate: $(STAMP)
+	PG_URL=$(PG_URL) $(PY) -m bench.simulate $(SIM_ARGS)
 
 # Forget the local LNbits of `make run` (its database, users and password).
 clean-run:
