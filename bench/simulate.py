@@ -63,6 +63,7 @@ CENT = Decimal("0.01")
 FIAT_NOTES = (100, 200, 300, 500, 700, 1000, 1500, 2000)
 FINAL = ("processed", "partial", "refunded", "errored")
 PAGE = 1000
+CUSTOMER_CREDIT = 10_000_000  # sats; the most LNbits credits at once
 
 
 def log(message: str) -> None:
@@ -351,11 +352,6 @@ class BitspireSales:
             self.plan.append(sale)
             if kind == "bitspire":
                 machine.planned_fiat += fiat
-        total = sum(self._sale(p).gross_sats for p in self.plan)
-        for i, customer in enumerate(fleet.customers):
-            share = total // len(fleet.customers) + 1_000_000 * (i + 1)
-            fleet.node.credit(customer.wallet.id, share)
-            fleet.customer_budget[customer.wallet.id] = share
 
     @staticmethod
     def _sale(p: PlannedSale) -> Sale:
@@ -384,9 +380,11 @@ class BitspireSales:
                 if p.kind == "invalid":
                     extra["fee_sats"] += 1  # does not add up to the gross
             invoice = fleet.node.create_invoice(p.machine.wallet, gross, memo, extra)
-            customer = min(
-                fleet.customers, key=lambda c: -fleet.customer_budget[c.wallet.id]
-            )
+            customer = fleet.customers[len(fleet.sales) % len(fleet.customers)]
+            while fleet.customer_budget[customer.wallet.id] < gross:
+                # LNbits credits at most 10 000 000 sats at a time.
+                fleet.node.credit(customer.wallet.id, CUSTOMER_CREDIT)
+                fleet.customer_budget[customer.wallet.id] += CUSTOMER_CREDIT
             fleet.node.pay_invoice(customer.wallet, invoice["bolt11"])
             fleet.customer_budget[customer.wallet.id] -= gross
             payment_hash = invoice["payment_hash"]
