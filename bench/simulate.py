@@ -88,6 +88,7 @@ class SimMachine:
     fallback_pct: Decimal | None = None
     id: str = ""
     planned_fiat: Decimal = Decimal(0)
+    source: str = "bitspire"  # lamassu and manual sales are paid elsewhere
 
 
 @dataclass
@@ -103,7 +104,12 @@ class SimSale:
     machine: SimMachine
     payment_hash: str
     gross_sats: int
-    kind: str  # bitspire | fallback | invalid
+    kind: str  # bitspire | fallback | invalid | manual
+
+    @property
+    def lightning(self) -> bool:
+        """Paid into the machine wallet (not a manual or Lamassu sale)."""
+        return self.kind in ("bitspire", "fallback", "invalid")
 
 
 @dataclass
@@ -167,6 +173,7 @@ class Fleet:
         self.counts: Counter[str] = Counter()
         self.peak_lnbits_kib = 0
         self.notes: list[str] = []
+        self._paths: set[str] | None = None
 
     def next_seq(self) -> int:
         self.seq += 1
@@ -199,9 +206,17 @@ class Fleet:
 
     # --- the pipeline settling ------------------------------------------------
 
-    def settled(self) -> bool:
-        """Every sale landed, and none pending or processing."""
-        for status in ("pending", "processing"):
+    def supports(self, path: str) -> bool:
+        """Whether this build of the extension has a route (an actor for a
+        feature not merged yet stays out)."""
+        if self._paths is None:
+            spec = self.node.request("GET", "/openapi.json").json()
+            self._paths = set(spec.get("paths", {}))
+        return f"/satmachineadmin/api/v1/dca{path}" in self._paths
+
+    def settled(self, waiting: tuple[str, ...] = ("pending", "processing")) -> bool:
+        """Every sale landed, and none in a ``waiting`` status."""
+        for status in waiting:
             if self.api("GET", "/settlements", params={"status": status, "limit": 1}):
                 return False
         if not self.unlanded:
@@ -217,10 +232,12 @@ class Fleet:
             offset += PAGE
         return not self.unlanded
 
-    def wait_settled(self) -> float:
+    def wait_settled(
+        self, waiting: tuple[str, ...] = ("pending", "processing")
+    ) -> float:
         began = time.monotonic()
         deadline = began + self.params.settle_timeout
-        while not self.settled():
+        while not self.settled(waiting):
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"the pipeline did not settle within "
@@ -420,6 +437,85 @@ class BitspireSales:
         return run
 
 
+class ManualSales:
+    """A machine whose sales the operator records by hand (issue 10), paid
+    from its wallet, which starts empty: the first sales wait for funds
+    (``awaiting_funds``) until the operator tops the wallet up, and go on by
+    themselves; it is topped up again now and then, and at the month's end."""
+
+    name = "manual sales"
+
+    def __init__(self) -> None:
+        self.machine: SimMachine | None = None
+        self.plan: list[PlannedSale] = []
+
+    def setup(self, fleet: Fleet) -> None:
+        if not fleet.supports("/settlements/manual"):
+            fleet.notes.append("manual sales: not in this build (issue 10)")
+            return
+        wallet = fleet.node.create_wallet(fleet.operator, "manual ATM")
+        body = {
+            "wallet_id": wallet.id,
+            "name": "Manual ATM",
+            "currency": CURRENCY,
+            "source": "manual",
+        }
+        machine_id = fleet.api("POST", "/machines", json=body, expect=201)["id"]
+        machine = SimMachine(
+            index=len(fleet.machines), name="Manual ATM", wallet=wallet, npub="",
+            id=machine_id, source="manual",
+        )  # fmt: skip
+        fleet.machines.append(machine)
+        self.machine = machine
+        rng = fleet.rng
+        for _ in range(max(5, fleet.params.sales // 40)):
+            day = rng.uniform(0, fleet.params.days - 0.5)
+            fiat = Decimal(rng.choice(FIAT_NOTES))
+            fee_pct = Decimal(rng.choice(("0.03", "0.05")))
+            sale = PlannedSale(
+                day, machine, fiat, fleet.rate_on(day), fee_pct, "manual"
+            )
+            self.plan.append(sale)
+            machine.planned_fiat += fiat
+
+    def events(self, fleet: Fleet) -> Iterable[Event]:
+        if self.machine is None:
+            return
+        for i, p in enumerate(self.plan):
+            yield Event(p.day, fleet.next_seq(), "manual sale", self._record(p, i))
+        first = min(p.day for p in self.plan)
+        for day in (first + 0.5, fleet.params.days / 2, fleet.params.days):
+            yield Event(day, fleet.next_seq(), "top up", self._top_up, True)
+
+    def _record(self, p: PlannedSale, i: int) -> Callable[[Fleet], None]:
+        def run(fleet: Fleet) -> None:
+            body = {
+                "machine_id": p.machine.id,
+                "reference": f"M-{i:05d}",
+                "fiat_amount": str(p.fiat),
+                "exchange_rate": str(p.rate),
+                "fee_pct": str(p.fee_pct),
+                "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "note": "simulated manual sale",
+            }
+            s = fleet.api("POST", "/settlements/manual", json=body, expect=201)
+            fleet.sales.append(
+                SimSale(p.machine, s["payment_hash"], s["gross_sats"], "manual")
+            )
+            fleet.counts["sales_manual"] += 1
+
+        return run
+
+    def _top_up(self, fleet: Fleet) -> None:
+        assert self.machine is not None
+        funding = {f["machine_id"]: f for f in fleet.api("GET", "/funding")}
+        f = funding[self.machine.id]
+        fleet.counts["awaiting_funds_seen"] += f["awaiting_funds"]
+        need = max(0, f["owes_sats"] - f["holds_sats"]) + 50_000
+        fleet.credit(self.machine.wallet.id, need)
+        fleet.counts["manual_top_ups"] += 1
+
+
 class LpActivity:
     """LPs: some at every machine from day 0, more joining mid-month; deposits
     confirmed (a few rejected), top-ups mid-month. Deposits cover about 85 %
@@ -517,7 +613,12 @@ class DryWalletSettlement:
         def run(fleet: Fleet) -> None:
             rate = fleet.rate_on(day)
             held_at = {m.id: fleet.node.balance(m.wallet) for m in fleet.machines}
-            lps = sorted(fleet.lps, key=lambda lp: held_at[lp.machine.id])
+            # A bitSpire machine: a top-up of a Lamassu or manual one would
+            # first release the sales waiting for funds.
+            lps = sorted(
+                (lp for lp in fleet.lps if lp.machine.source == "bitspire"),
+                key=lambda lp: held_at[lp.machine.id],
+            )
             for lp in lps:
                 if not lp.client_id:
                     continue
@@ -585,6 +686,7 @@ class Kills:
 ACTORS: list[Callable[[], SimActor]] = [
     FleetSetup,
     BitspireSales,
+    ManualSales,
     LpActivity,
     DryWalletSettlement,
     Kills,
@@ -606,7 +708,7 @@ def run_month(fleet: Fleet, actors: list[SimActor]) -> None:
         if i % 500 == 0:
             fleet.sample_memory()
             log(f"day {event.t:5.2f}: {len(fleet.sales)} sales, event {i}")
-    fleet.wait_settled()
+    fleet.wait_settled(("pending", "processing", "awaiting_funds"))
     retry_errored(fleet)
 
 
@@ -772,7 +874,9 @@ def _check_machine_wallets(
     LNbits payments are exactly those."""
     for m in fleet.machines:
         balance = fleet.node.balance(m.wallet)
-        gross_in = sum(s.gross_sats for s in fleet.sales if s.machine is m)
+        gross_in = sum(
+            s.gross_sats for s in fleet.sales if s.machine is m and s.lightning
+        )
         top_ups = fleet.top_ups[m.wallet.id]
         out = [leg for leg in completed if leg["source_wallet_id"] == m.wallet.id]
         legs_out = sum(leg["amount_sats"] for leg in out)
