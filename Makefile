@@ -19,6 +19,12 @@ RUNTIME_DEPS := "lnbits==1.6.2" "bitstring<5"
 DEV_DEPS := "pytest>=8" "pytest-asyncio>=1.0" "hypothesis>=6.100" "ruff>=0.6" \
 	"mypy>=1.10" "schemathesis==4.32.5" "playwright==1.65.2"
 
+# The local Nostr relay the telemetry tests run (a TEST dependency). It needs
+# pydantic 2 and SQLAlchemy 2, which LNbits 1.6 cannot share a virtualenv
+# with: it gets its own (pyproject.toml's "relay" group).
+RELAY_VENV := .run/nostr-relay-venv
+RELAY_DEPS := "nostr-relay==1.14"
+
 PG_URL ?= postgres://postgres@127.0.0.1:5432
 # pytest reads tests/pytest.ini when it is given tests/ (rootdir tests/: the
 # repository root is the extension package and must not be imported as one).
@@ -27,16 +33,18 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 SIM_ARGS ?=
 
-.PHONY: help venv run test test-pg lint checkruff checkformat mypy format check bench simulate clean-run
+.PHONY: help venv relay-venv demo run test test-pg lint checkruff checkformat mypy format check bench clean-run soak simulate
 
 help:
 	@echo "make run       set up .venv and run LNbits + this extension on 127.0.0.1:5000"
+	@echo "make demo      the same on a fresh .run/demo, with a demo fleet selling live"
 	@echo "make test      run the tests (SQLite)"
 	@echo "make test-pg   run the tests on PostgreSQL (PG_URL=$(PG_URL))"
 	@echo "make lint      checkruff + checkformat + mypy"
 	@echo "make format    ruff format and ruff check --fix"
 	@echo "make check     lint + test"
 	@echo "make bench     run the benchmarks (bench/__main__.py)"
+	@echo "make soak      SIGKILL LNbits during payouts, many times (SOAK_ARGS, both databases)"
 	@echo "make simulate  a simulated month of a fleet, reconciled to the sat (SIM_ARGS=--help)"
 	@echo "make venv      create .venv and install LNbits and the dev tools"
 
@@ -61,10 +69,20 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(PY) scripts/run_lnbits.py $(RUN_ARGS)
 
-test: $(STAMP)
+relay-venv: $(RELAY_VENV)/bin/nostr-relay
+
+$(RELAY_VENV)/bin/nostr-relay:
+	@if [ -z "$(PYTHON)" ]; then echo "error: no Python 3.10-3.12 found" >&2; exit 1; fi
+	$(PYTHON) -m venv $(RELAY_VENV)
+	$(RELAY_VENV)/bin/pip install --disable-pip-version-check --quiet $(RELAY_DEPS)
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py $(RUN_ARGS)
+
+test: $(STAMP) relay-venv
 	$(PY) -m pytest $(TESTS) $(PYTEST_ARGS)
 
-test-pg: $(STAMP)
+test-pg: $(STAMP) relay-venv
 	SATMACHINE_TEST_POSTGRES=$(PG_URL) $(PY) -m pytest $(TESTS) $(PYTEST_ARGS)
 
 lint: checkruff checkformat mypy
@@ -99,6 +117,13 @@ bench: $(STAMP)
 		echo "No benchmarks yet: bench/__main__.py does not exist."; \
 		exit 1; \
 	fi
+
+# The long process-death soak (tests/process/soak.py): SQLite, then PostgreSQL
+# at PG_URL. SOAK_ARGS e.g. "--seed 7 --rounds 10 --per-round 6".
+SOAK_ARGS ?=
+soak: $(STAMP)
+	$(PY) tests/process/soak.py $(SOAK_ARGS)
+	SATMACHINE_TEST_POSTGRES=$(PG_URL) $(PY) tests/process/soak.py $(SOAK_ARGS)
 
 # A month of a fleet against a real LNbits process (bench/simulate.py).
 simulate: $(STAMP)

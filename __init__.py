@@ -15,6 +15,7 @@ satmachineadmin_static_files = [
 ]
 
 from .tasks import start_tasks, stop_tasks
+from .telemetry_tasks import start_telemetry_tasks
 from .views import satmachineadmin_generic_router
 from .views_api import satmachineadmin_api_router
 
@@ -27,6 +28,7 @@ scheduled_tasks: list = []
 def satmachineadmin_start() -> None:
     """Start the invoice listener, the settlement worker and recovery."""
     scheduled_tasks.extend(start_tasks())
+    scheduled_tasks.extend(start_telemetry_tasks())
 
 
 def satmachineadmin_stop() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 
-from . import crud
+from . import crud, rates
 from .calculations import (
     SATS_PER_BTC,
     scale_for_partial_dispense,
@@ -150,7 +150,7 @@ async def settle_client_balance(
     client: DcaClient,
     *,
     funding_wallet_id: str,
-    exchange_rate: Decimal,
+    exchange_rate: Decimal | None,
     amount_fiat: Decimal | None,
     notes: str | None,
 ) -> DcaPayment:
@@ -159,6 +159,11 @@ async def settle_client_balance(
     machine = await crud.get_machine(client.machine_id)
     if machine is None:
         raise NotFound("machine not found")
+    if exchange_rate is None:  # LNbits' own rate for the machine's currency
+        try:
+            exchange_rate = await rates.lnbits_price(machine.currency)
+        except rates.NoRate as exc:
+            raise Invalid("exchange_rate", f"{exc}; give one") from exc
     if exchange_rate <= 0:
         raise Invalid("exchange_rate", "must be positive")
     async with crud.transaction() as conn:

@@ -316,6 +316,8 @@ async def delete_machine(machine_id: str) -> None:
             f"DELETE FROM {S}.clients WHERE machine_id = :m",
             f"DELETE FROM {S}.commission_splits WHERE machine_id = :m",
             f"DELETE FROM {S}.telemetry WHERE machine_id = :m",
+            f"DELETE FROM {S}.lamassu_sources WHERE machine_id = :m",
+            f"DELETE FROM {S}.machine_status WHERE machine_id = :m",
             f"DELETE FROM {S}.machines WHERE id = :m",
         ):
             await _execute(c, sql, {"m": machine_id}, commit=False)
@@ -698,35 +700,68 @@ async def update_settlement(
 
 
 async def claim_settlement(
-    settlement_id: str, lease: timedelta, conn: Connection | None = None
+    settlement_id: str,
+    lease: timedelta,
+    conn: Connection | None = None,
+    claimed_by: str | None = None,
 ) -> bool:
     """Take a settlement for processing, atomically: from `pending`, or from a
     `processing` whose lease ran out (its worker died). Exactly one caller,
-    in any number of processes sharing the database, gets True."""
+    in any number of processes sharing the database, gets True.
+    ``claimed_by`` names the claiming process (shown to the operator)."""
     now = utc_now()
     async with connection(conn) as c:
         result = await _execute(
             c,
             f"""UPDATE {S}.settlements
-                SET status = 'processing', claimed_until = :until, updated_at = :now
+                SET status = 'processing', claimed_until = :until, updated_at = :now,
+                claimed_by = :by
                 WHERE id = :id AND (status = 'pending'
                   OR (status = 'processing' AND claimed_until < :now))""",
-            {"id": settlement_id, "until": now + lease, "now": now},
+            {"id": settlement_id, "until": now + lease, "now": now, "by": claimed_by},
         )
     return result.rowcount == 1
 
 
 async def list_settlement_ids_to_resume() -> list[str]:
-    """Pending settlements and processing ones whose lease ran out."""
+    """Pending settlements and processing ones whose lease ran out. Cheap
+    enough to run every few seconds: the status index leaves out every
+    finished settlement."""
     async with connection() as c:
         rows = await _scalar_rows(
             c,
-            f"""SELECT id FROM {S}.settlements WHERE status = 'pending'
-                OR (status = 'processing' AND claimed_until < :now)
-                ORDER BY created_at""",
-            {"now": utc_now()},
+            f"""SELECT id, status, claimed_until, created_at FROM {S}.settlements
+                WHERE status IN ('pending', 'processing')""",
         )
-    return [row["id"] for row in rows]
+    now = utc_now()
+    due = [
+        row
+        for row in rows
+        if row["status"] == "pending" or _before(row["claimed_until"], now)
+    ]
+    due.sort(key=lambda row: _epoch(row["created_at"]))
+    return [row["id"] for row in due]
+
+
+def _epoch(value: Any) -> float:
+    """A raw timestamp (SQLite: epoch number; PostgreSQL: naive UTC) in seconds."""
+    if value is None:
+        return 0.0
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        return value.timestamp()
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            parsed = datetime.fromisoformat(value)
+            return _epoch(parsed)
+    return float(value)
+
+
+def _before(value: Any, now: datetime) -> bool:
+    return value is None or _epoch(value) < now.timestamp()
 
 
 async def list_stuck_settlements(

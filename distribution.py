@@ -11,17 +11,24 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from . import crud, payer
+from . import crud, funding, payer
 from .models import DcaPayment, DcaSettlement, Machine, SettlementStatus, utc_now
 from .planner import plan_legs
 
-LEASE = timedelta(minutes=2)  # a worker's hold on a settlement it processes
+# A worker's hold on a settlement it processes, renewed at every chunk of
+# legs (``payer.pay_legs``). Short, so that a settlement cut off by a crash is
+# resumed within seconds of a restart (the recovery loop looks every
+# ``tasks.RESUME_INTERVAL_SECONDS``); long enough for a chunk of transfers.
+LEASE = timedelta(seconds=20)
+BOOT_ID = crud.new_id()  # this process: whose claim a settlement's is
 
 
 async def process_settlement(settlement_id: str) -> DcaSettlement | None:
     """Pay what a settlement still owes, if this worker can claim it."""
     async with crud.connection() as conn:
-        claimed = await crud.claim_settlement(settlement_id, LEASE, conn)
+        claimed = await crud.claim_settlement(
+            settlement_id, LEASE, conn, claimed_by=BOOT_ID
+        )
         settlement = await crud.get_settlement(settlement_id, conn)
         machine = None
         if claimed and settlement is not None:
@@ -31,6 +38,8 @@ async def process_settlement(settlement_id: str) -> DcaSettlement | None:
     legs = await _planned_legs(settlement, machine)
     payer.checkpoint("planned")
     pending = [leg for leg in legs if leg.status == "pending"]
+    if await funding.hold_if_unfunded(settlement, machine, pending):
+        return await crud.get_settlement(settlement.id)  # awaiting_funds
     for start in range(0, len(pending), payer.CHUNK):
         chunk = pending[start : start + payer.CHUNK]
         await payer.pay_legs(chunk, machine, settlement.id, LEASE)

@@ -247,3 +247,371 @@ async def m002_listing_indexes(db: Connection) -> None:
         "payments",
         f"operator_user_id, status, leg_type, {page}",
     )
+
+
+async def m003_payout_recovery(db: Connection) -> None:
+    """Payouts that survive process death: every invoice a leg ever had
+    (``leg_invoices``), the repair of a transfer LNbits left half done
+    (``payments.repaired_at``/``repair_note``), how many times a leg's invoice
+    was replaced, which process holds a settlement's claim, and a per-machine
+    checkpoint so start-up recovery scans only recent payments."""
+    now = db.timestamp_now
+    await db.execute(
+        "ALTER TABLE satmachineadmin.payments ADD COLUMN repaired_at TIMESTAMP"
+    )
+    await db.execute("ALTER TABLE satmachineadmin.payments ADD COLUMN repair_note TEXT")
+    await db.execute(
+        "ALTER TABLE satmachineadmin.payments "
+        "ADD COLUMN invoice_replacements INTEGER NOT NULL DEFAULT 0"
+    )
+    await db.execute(
+        "ALTER TABLE satmachineadmin.settlements ADD COLUMN claimed_by TEXT"
+    )
+    # An invoice a leg had and gave up because LNbits said it can never be
+    # paid; the leg row keeps its current invoice (the one that pays).
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.leg_invoices (
+            id TEXT PRIMARY KEY,
+            leg_id TEXT NOT NULL,
+            payment_hash TEXT NOT NULL,
+            payment_request TEXT NOT NULL,
+            status TEXT NOT NULL,
+            reason TEXT,
+            created_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    await _index(db, "leg_invoices_leg", "leg_invoices", "leg_id, created_at")
+    await _index(db, "payments_hash", "payments", "payment_hash")
+    if db.type == SQLITE:
+        sql = (
+            "CREATE UNIQUE INDEX satmachineadmin.leg_invoices_hash "
+            "ON leg_invoices (payment_hash)"
+        )
+    else:
+        sql = (
+            "CREATE UNIQUE INDEX leg_invoices_hash "
+            "ON satmachineadmin.leg_invoices (payment_hash)"
+        )
+    await db.execute(sql)
+    # Up to where (Unix seconds) recovery has scanned a machine wallet's
+    # incoming payments; the next scan starts an overlap window before it.
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.recovery_checkpoints (
+            machine_id TEXT PRIMARY KEY,
+            scanned_until {db.big_int} NOT NULL,
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+
+
+async def m004_sale_sources(db: Connection) -> None:
+    """Where a sale comes from (issue 10): a machine's ``source`` (bitspire,
+    lamassu, manual), a settlement's ``source`` and ``source_txid``, the
+    Lamassu connection settings and poll status per machine.
+
+    Uniqueness: ``settlements.payment_hash`` stays NOT NULL UNIQUE and holds
+    each sale's key: the Lightning payment hash for bitSpire, a synthetic
+    ``lamassu:<machine_id>:<txid>`` / ``manual:<machine_id>:<reference>`` for
+    the others. A UNIQUE index on (machine_id, source, source_txid) says the
+    same in the source's own terms (SQLite cannot add a UNIQUE constraint by
+    ALTER). bitSpire rows get their payment hash as ``source_txid``."""
+    big = db.big_int
+    now = db.timestamp_now
+    await db.execute(
+        "ALTER TABLE satmachineadmin.machines "
+        "ADD COLUMN source TEXT NOT NULL DEFAULT 'bitspire'"
+    )
+    await db.execute(
+        "ALTER TABLE satmachineadmin.settlements "
+        "ADD COLUMN source TEXT NOT NULL DEFAULT 'bitspire'"
+    )
+    await db.execute(
+        "ALTER TABLE satmachineadmin.settlements ADD COLUMN source_txid TEXT"
+    )
+    await db.execute(
+        "UPDATE satmachineadmin.settlements SET source_txid = payment_hash "
+        "WHERE source_txid IS NULL"
+    )
+    if db.type == SQLITE:
+        await db.execute(
+            "CREATE UNIQUE INDEX satmachineadmin.settlements_source_key "
+            "ON settlements (machine_id, source, source_txid)"
+        )
+    else:
+        await db.execute(
+            "CREATE UNIQUE INDEX settlements_source_key "
+            "ON satmachineadmin.settlements (machine_id, source, source_txid)"
+        )
+    await _index(db, "settlements_status_machine", "settlements", "status, machine_id")
+    # Which of a batch of Lamassu rows are landed: by when they happened.
+    await _index(db, "settlements_machine_paid", "settlements", "machine_id, paid_at")
+
+    # One Lamassu device per machine. The password never leaves the server:
+    # routes answer `password_set`.
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.lamassu_sources (
+            machine_id TEXT PRIMARY KEY,
+            operator_user_id TEXT NOT NULL,
+            host TEXT NOT NULL,
+            port INTEGER NOT NULL DEFAULT 5432,
+            database_name TEXT NOT NULL,
+            db_user TEXT NOT NULL,
+            password TEXT NOT NULL DEFAULT '',
+            sslmode TEXT NOT NULL DEFAULT 'prefer',
+            device_id TEXT NOT NULL,
+            poll_seconds INTEGER NOT NULL DEFAULT 60,
+            cursor_created TIMESTAMP,
+            last_poll_at TIMESTAMP,
+            last_success_at TIMESTAMP,
+            last_error TEXT,
+            last_error_at TIMESTAMP,
+            last_landed INTEGER NOT NULL DEFAULT 0,
+            landed_total {big} NOT NULL DEFAULT 0,
+            created_at TIMESTAMP NOT NULL DEFAULT {now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    # A Lamassu device feeds one machine only: two would land its sales twice.
+    if db.type == SQLITE:
+        await db.execute(
+            "CREATE UNIQUE INDEX satmachineadmin.lamassu_sources_device "
+            "ON lamassu_sources (host, port, database_name, device_id)"
+        )
+    else:
+        await db.execute(
+            "CREATE UNIQUE INDEX lamassu_sources_device ON "
+            "satmachineadmin.lamassu_sources (host, port, database_name, device_id)"
+        )
+
+
+async def m005_fixed_mode_and_notifications(db: Connection) -> None:
+    """Fixed-mode schedules (an operator default, machine_id NULL, and
+    per-machine overrides), the slot a fixed-mode buy belongs to, the record of
+    each slot's run, and notifications: settings, open problems, the log."""
+    big = db.big_int
+    now = db.timestamp_now
+
+    # id is "<operator>:<machine id or *>": one row per scope, by the primary key.
+    # max_daily_limit is an exact decimal in major units (TEXT): the default
+    # row applies to machines of any currency, so it has no minor unit.
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.fixed_schedules (
+            id TEXT PRIMARY KEY,
+            operator_user_id TEXT NOT NULL,
+            machine_id TEXT,
+            times TEXT NOT NULL DEFAULT '[]',
+            timezone TEXT NOT NULL,
+            max_daily_limit TEXT NOT NULL DEFAULT '2000',
+            funding_wallet_id TEXT,
+            times_since TIMESTAMP NOT NULL DEFAULT {now},
+            created_at TIMESTAMP NOT NULL DEFAULT {now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    await _index(db, "fixed_schedules_operator", "fixed_schedules", "operator_user_id")
+
+    # The slot of a fixed-mode buy: "<local date>T<HH:MM>@<time zone>".
+    await db.execute("ALTER TABLE satmachineadmin.payments ADD COLUMN slot TEXT")
+    await _index(db, "payments_machine_slot", "payments", "machine_id, slot")
+
+    # One row per (machine, local date, slot time): done, or incomplete (some
+    # LPs skipped for a reason that may pass: no rate, wallet short).
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.fixed_slot_runs (
+            id TEXT PRIMARY KEY,
+            machine_id TEXT NOT NULL,
+            operator_user_id TEXT NOT NULL,
+            slot TEXT NOT NULL,
+            local_date TEXT NOT NULL,
+            slot_time TEXT NOT NULL,
+            status TEXT NOT NULL DEFAULT 'incomplete',
+            reason TEXT,
+            price TEXT,
+            lps_bought INTEGER NOT NULL DEFAULT 0,
+            lps_skipped INTEGER NOT NULL DEFAULT 0,
+            fiat_minor {big} NOT NULL DEFAULT 0,
+            sats {big} NOT NULL DEFAULT 0,
+            runs INTEGER NOT NULL DEFAULT 0,
+            created_at TIMESTAMP NOT NULL DEFAULT {now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    await _index(
+        db, "fixed_slot_runs_machine", "fixed_slot_runs", "machine_id, local_date"
+    )
+    await _index(db, "fixed_slot_runs_status", "fixed_slot_runs", "status, local_date")
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.notification_settings (
+            operator_user_id TEXT PRIMARY KEY,
+            webhook_url TEXT,
+            webhook_secret TEXT,
+            lnbits_channels BOOLEAN NOT NULL DEFAULT TRUE,
+            stuck_after_minutes INTEGER NOT NULL DEFAULT 30,
+            offline_after_minutes INTEGER NOT NULL DEFAULT 15,
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+
+    # An open problem per (operator, key): a row exists while it lasts.
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.problems (
+            id TEXT PRIMARY KEY,
+            operator_user_id TEXT NOT NULL,
+            problem_key TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL DEFAULT '',
+            opened_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    if db.type == SQLITE:
+        await db.execute(
+            "CREATE UNIQUE INDEX satmachineadmin.problems_key "
+            "ON problems (operator_user_id, problem_key)"
+        )
+    else:
+        await db.execute(
+            "CREATE UNIQUE INDEX problems_key "
+            "ON satmachineadmin.problems (operator_user_id, problem_key)"
+        )
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.notification_log (
+            id TEXT PRIMARY KEY,
+            operator_user_id TEXT NOT NULL,
+            problem_key TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            body TEXT NOT NULL DEFAULT '',
+            channels TEXT NOT NULL DEFAULT '',
+            webhook_status TEXT,
+            webhook_attempts INTEGER NOT NULL DEFAULT 0,
+            created_at TIMESTAMP NOT NULL DEFAULT {now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    await _index(
+        db,
+        "notification_log_page",
+        "notification_log",
+        "operator_user_id, created_at, id",
+    )
+
+
+async def m006_telemetry_and_health(db: Connection) -> None:
+    """Machine telemetry (issue 12): every accepted signed Nostr event once
+    (``telemetry.event_id`` unique), the merged latest state per machine
+    (``machine_status``: a sparse beacon never clears a known field, an older
+    one never overwrites a newer field) and each operator's telemetry settings
+    (relays to subscribe to, offline threshold, low-cassette level)."""
+    big = db.big_int
+    now = db.timestamp_now
+    for column in (
+        "event_id TEXT",
+        "event_created_at TIMESTAMP",
+        "source TEXT",
+    ):
+        await db.execute(f"ALTER TABLE satmachineadmin.telemetry ADD COLUMN {column}")
+    if db.type == SQLITE:
+        await db.execute(
+            "CREATE UNIQUE INDEX satmachineadmin.telemetry_event "
+            "ON telemetry (event_id)"
+        )
+    else:
+        await db.execute(
+            "CREATE UNIQUE INDEX telemetry_event "
+            "ON satmachineadmin.telemetry (event_id)"
+        )
+
+    await _index(db, "telemetry_received", "telemetry", "received_at")
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.machine_status (
+            machine_id TEXT PRIMARY KEY,
+            operator_user_id TEXT NOT NULL,
+            last_seen_at TIMESTAMP NOT NULL,
+            last_event_at TIMESTAMP NOT NULL,
+            beacon_at TIMESTAMP,
+            fields TEXT NOT NULL DEFAULT '{{}}',
+            cash_level_minor {big},
+            currency TEXT,
+            firmware_version TEXT,
+            fleet_at TIMESTAMP,
+            fleet_snapshot TEXT,
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    await _index(db, "machine_status_operator", "machine_status", "operator_user_id")
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.telemetry_settings (
+            operator_user_id TEXT PRIMARY KEY,
+            relays TEXT NOT NULL DEFAULT '[]',
+            offline_after_seconds INTEGER NOT NULL DEFAULT 600,
+            low_cassette_bills INTEGER NOT NULL DEFAULT 20,
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+
+
+async def m007_lp_self_service(db: Connection) -> None:
+    """LP self-service (issue 14): invites to a machine, the LP's own
+    preferences per position (a row means the LP has taken them over) with
+    autoforward to a Lightning address and its retry state, the fee each
+    forward paid, and indexes for the LP's dashboard and chart."""
+    big = db.big_int
+    now = db.timestamp_now
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.invites (
+            id TEXT PRIMARY KEY,
+            code TEXT NOT NULL,
+            machine_id TEXT NOT NULL,
+            operator_user_id TEXT NOT NULL,
+            username TEXT,
+            user_id TEXT,
+            expires_at TIMESTAMP NOT NULL,
+            accepted_at TIMESTAMP,
+            accepted_by TEXT,
+            client_id TEXT,
+            created_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    if db.type == SQLITE:
+        await db.execute(
+            "CREATE UNIQUE INDEX satmachineadmin.invites_code ON invites (code)"
+        )
+    else:
+        await db.execute(
+            "CREATE UNIQUE INDEX invites_code ON satmachineadmin.invites (code)"
+        )
+    await _index(db, "invites_operator", "invites", "operator_user_id, created_at")
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.lp_preferences (
+            client_id TEXT PRIMARY KEY,
+            user_id TEXT NOT NULL,
+            autoforward_enabled BOOLEAN NOT NULL DEFAULT FALSE,
+            autoforward_address TEXT,
+            autoforward_threshold_sats {big},
+            autoforward_failures INTEGER NOT NULL DEFAULT 0,
+            autoforward_next_try_at TIMESTAMP,
+            autoforward_last_error TEXT,
+            created_at TIMESTAMP NOT NULL DEFAULT {now},
+            updated_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    await _index(
+        db, "lp_preferences_forward", "lp_preferences", "autoforward_enabled, user_id"
+    )
+
+    # What a forward paid in routing fees (0 for an internal transfer).
+    await db.execute(f"ALTER TABLE satmachineadmin.payments ADD COLUMN fee_sats {big}")
+    # The LP's history, chart and totals: one position's legs by type and time.
+    await _index(
+        db,
+        "payments_client_leg_time",
+        "payments",
+        "client_id, leg_type, status, created_at, id",
+    )
+    await _index(db, "deposits_client_time", "deposits", "client_id, created_at, id")

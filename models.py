@@ -8,7 +8,7 @@ Fiat is stored as integer minor units (``*_minor``); rows expose the
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -21,8 +21,15 @@ DcaMode = Literal["flow", "fixed"]
 ClientStatus = Literal["active", "inactive"]
 DepositStatus = Literal["pending", "confirmed", "rejected"]
 SettlementStatus = Literal[
-    "pending", "processing", "processed", "errored", "partial", "refunded"
+    "pending",
+    "processing",
+    "processed",
+    "errored",
+    "partial",
+    "refunded",
+    "awaiting_funds",
 ]
+SaleSource = Literal["bitspire", "lamassu", "manual"]
 LegType = Literal[
     "super_fee", "operator_split", "dca", "settlement", "autoforward", "refund"
 ]
@@ -123,13 +130,27 @@ class UpdateSuperConfigData(BaseModel):
 
 
 class CreateMachineData(BaseModel):
-    npub: str
+    npub: str | None = None  # required for bitSpire; Lamassu/manual have none
     wallet_id: str = Field(..., min_length=1, max_length=64)
     name: str = Field(..., min_length=1, max_length=100)
     currency: str
     fallback_commission_pct: Decimal | None = None
+    source: SaleSource = "bitspire"
 
-    _npub = validator("npub", allow_reuse=True)(check_npub)
+    @validator("npub")
+    def _npub(cls, value: str | None) -> str | None:
+        return None if value is None else check_npub(value)
+
+    @root_validator(skip_on_failure=True)
+    def _npub_for_bitspire(cls, values: dict[str, Any]) -> dict[str, Any]:
+        if values.get("source") == "bitspire" and not values.get("npub"):
+            raise ValueError("npub: a bitSpire machine needs its npub")
+        if values.get("source") != "bitspire" and values.get("fallback_commission_pct"):
+            raise ValueError(
+                "fallback_commission_pct: only a bitSpire machine has a fallback rate"
+            )
+        return values
+
     _currency = validator("currency", allow_reuse=True)(check_currency)
     _pct = validator("fallback_commission_pct", allow_reuse=True)(check_fraction)
 
@@ -154,6 +175,7 @@ class Machine(_Row):
     is_active: bool = True
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
+    source: SaleSource = "bitspire"
 
 
 # --- LP positions ("clients") ----------------------------------------------
@@ -214,12 +236,15 @@ class SettleClientData(BaseModel):
     """Pay an LP its remaining (or the given) balance in sats."""
 
     funding_wallet_id: str = Field(..., min_length=1, max_length=64)
-    exchange_rate: Decimal  # fiat per 1 BTC
+    # fiat per 1 BTC; None: LNbits' own rate for the machine's currency
+    exchange_rate: Decimal | None = None
     amount_fiat: Decimal | None = None
     notes: str | None = Field(None, max_length=MAX_NOTE_CHARS)
 
     @validator("exchange_rate")
-    def _rate(cls, value: Decimal) -> Decimal:
+    def _rate(cls, value: Decimal | None) -> Decimal | None:
+        if value is None:
+            return None
         if not value.is_finite() or value < 1:
             raise ValueError("must be the fiat price of 1 BTC, at least 1")
         if value >= MAX_EXCHANGE_RATE:
@@ -353,10 +378,13 @@ class DcaSettlement(_Row):
     distribution_round: int = 0
     dispensed_fraction: Decimal | None = None
     claimed_until: datetime | None = None
+    claimed_by: str | None = None  # the process (boot id) holding the claim
     paid_at: datetime | None = None
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     processed_at: datetime | None = None
+    source: SaleSource = "bitspire"
+    source_txid: str | None = None
     fiat_amount: Decimal | None = Field(None, no_database=True)
 
     @root_validator(skip_on_failure=True)
@@ -468,6 +496,11 @@ class DcaPayment(_Row):
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     completed_at: datetime | None = None
+    # A fixed-mode buy's slot: "<local date>T<HH:MM>@<time zone>" (m005).
+    slot: str | None = None
+    repaired_at: datetime | None = None  # a half-done transfer finished forward
+    repair_note: str | None = None
+    invoice_replacements: int = 0  # invoices LNbits failed, replaced by a fresh one
     fiat_amount: Decimal | None = Field(None, no_database=True)
 
     @root_validator(skip_on_failure=True)
@@ -478,9 +511,23 @@ class DcaPayment(_Row):
         return values
 
 
+class LegInvoice(_Row):
+    """An invoice a leg had before LNbits failed it (payout recovery)."""
+
+    id: str
+    leg_id: str
+    payment_hash: str
+    payment_request: str
+    status: str  # 'replaced'
+    reason: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+
+
 class SettlementWithLegs(BaseModel):
     settlement: DcaSettlement
     legs: list[DcaPayment]
+    wait_reason: str | None = None  # why it is not finished yet (payout recovery)
+    replaced_invoices: list[LegInvoice] = []  # invoices legs gave up, oldest first
 
 
 # --- telemetry -------------------------------------------------------------
@@ -495,6 +542,555 @@ class TelemetrySnapshot(_Row):
     currency: str | None = None
     firmware_version: str | None = None
     payload: str = "{}"
+
+
+# --- sale sources: Lamassu settings, manual sales (issue 10) ----------------
+
+BITCOIN_GENESIS = datetime(2009, 1, 3, tzinfo=timezone.utc)
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
+
+
+class LamassuSettingsData(BaseModel):
+    """``PUT /machines/{id}/lamassu``. Leave ``password`` out (or null) to
+    keep the stored one; an empty string clears it."""
+
+    host: str = Field(..., min_length=1, max_length=255)
+    port: int = Field(5432, ge=1, le=65535)
+    database: str = Field(..., min_length=1, max_length=63)
+    user: str = Field(..., min_length=1, max_length=63)
+    password: str | None = Field(None, max_length=1000)
+    sslmode: SslMode = "prefer"
+    device_id: str = Field(..., min_length=1, max_length=200)
+    poll_seconds: int = Field(60, ge=10, le=86400)
+
+    @validator("host", "database", "user", "device_id")
+    def _trimmed(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @validator("host")
+    def _host(cls, value: str) -> str:
+        if any(ch.isspace() or ch in "/@?#" for ch in value):
+            raise ValueError("must be a host name or IP address")
+        return value.lower()
+
+
+class LamassuSource(_Row):
+    """A machine's Lamassu connection and poll status (the stored row)."""
+
+    machine_id: str
+    operator_user_id: str
+    host: str
+    port: int = 5432
+    database_name: str
+    db_user: str
+    password: str = ""
+    sslmode: SslMode = "prefer"
+    device_id: str
+    poll_seconds: int = 60
+    cursor_created: datetime | None = None
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_landed: int = 0
+    landed_total: int = 0
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class LamassuSettings(BaseModel):
+    """What routes answer: never the password, only whether one is set."""
+
+    machine_id: str
+    host: str
+    port: int
+    database: str
+    user: str
+    password_set: bool
+    sslmode: SslMode
+    device_id: str
+    poll_seconds: int
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_landed: int = 0
+    landed_total: int = 0
+
+    @classmethod
+    def of(cls, row: LamassuSource) -> LamassuSettings:
+        return cls(
+            machine_id=row.machine_id,
+            host=row.host,
+            port=row.port,
+            database=row.database_name,
+            user=row.db_user,
+            password_set=bool(row.password),
+            sslmode=row.sslmode,
+            device_id=row.device_id,
+            poll_seconds=row.poll_seconds,
+            last_poll_at=row.last_poll_at,
+            last_success_at=row.last_success_at,
+            last_error=row.last_error,
+            last_error_at=row.last_error_at,
+            last_landed=row.last_landed,
+            landed_total=row.landed_total,
+        )
+
+
+class LamassuTestResult(BaseModel):
+    ok: bool
+    error: str | None = None
+
+
+class LamassuPollResult(BaseModel):
+    landed: int
+    error: str | None = None
+
+
+class ManualSaleData(BaseModel):
+    """``POST /settlements/manual``: a sale settled outside Lightning."""
+
+    machine_id: str = Field(..., min_length=1, max_length=64)
+    reference: str = Field(..., min_length=1, max_length=100)
+    fiat_amount: Decimal
+    exchange_rate: Decimal  # fiat per 1 BTC
+    commission_sats: int | None = Field(None, ge=0, le=21_000_000 * 100_000_000)
+    fee_pct: Decimal | None = None
+    occurred_at: datetime
+    note: str | None = Field(None, max_length=MAX_NOTE_CHARS)
+
+    _fiat = validator("fiat_amount", allow_reuse=True)(check_fiat_amount)
+    _pct = validator("fee_pct", allow_reuse=True)(check_fraction)
+
+    @validator("reference")
+    def _reference(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must not be empty")
+        return value
+
+    @validator("exchange_rate")
+    def _rate(cls, value: Decimal) -> Decimal:
+        if not value.is_finite() or value < 1:
+            raise ValueError("must be the fiat price of 1 BTC, at least 1")
+        if value >= MAX_EXCHANGE_RATE:
+            raise ValueError("is too large")
+        exponent = value.normalize().as_tuple().exponent
+        if isinstance(exponent, int) and exponent < -8:
+            raise ValueError("has more than 8 decimals")
+        return value
+
+    @validator("occurred_at")
+    def _when(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        if value > utc_now() + timedelta(minutes=10):
+            raise ValueError("is in the future")
+        if value < BITCOIN_GENESIS:
+            raise ValueError("is before bitcoin existed")
+        return value
+
+    @root_validator(skip_on_failure=True)
+    def _one_commission(cls, values: dict[str, Any]) -> dict[str, Any]:
+        given = [k for k in ("commission_sats", "fee_pct") if values.get(k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "commission_sats, fee_pct: give exactly one of commission_sats, fee_pct"
+            )
+        return values
+
+
+class MachineFunding(BaseModel):
+    """What a machine owes (legs still to pay from its wallet) and holds."""
+
+    machine_id: str
+    source: SaleSource
+    owes_sats: int
+    holds_sats: int
+    awaiting_funds: int
+    # Lamassu machines: the source's status (None otherwise / never polled).
+    last_poll_at: datetime | None = None
+    last_success_at: datetime | None = None
+    last_error: str | None = None
+
+
+# --- fixed mode and notifications (issue 11) --------------------------------
+
+DEFAULT_MAX_DAILY_LIMIT = Decimal(2000)
+MAX_SLOTS_PER_DAY = 48
+
+
+def check_slot_time(value: str) -> str:
+    """ "HH:MM", 24-hour clock."""
+    if (
+        not isinstance(value, str)
+        or len(value) != 5
+        or value[2] != ":"
+        or not (value[:2].isdigit() and value[3:].isdigit())
+        or int(value[:2]) > 23
+        or int(value[3:]) > 59
+    ):
+        raise ValueError(f"'{value}' is not a time of day HH:MM (00:00 to 23:59)")
+    return value
+
+
+def check_timezone(value: str) -> str:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    value = value.strip()
+    if not value or len(value) > 64 or value.startswith("/") or ".." in value:
+        raise ValueError(f"'{value}' is not an IANA time zone name")
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError, OSError) as exc:
+        raise ValueError(f"'{value}' is not an IANA time zone name") from exc
+    return value
+
+
+class SetFixedScheduleData(BaseModel):
+    machine_id: str | None = None
+    times: list[str] = Field(..., min_items=1, max_items=MAX_SLOTS_PER_DAY)
+    timezone: str
+    max_daily_limit: Decimal = DEFAULT_MAX_DAILY_LIMIT
+    funding_wallet_id: str | None = Field(None, min_length=1, max_length=64)
+
+    @validator("times")
+    def _times(cls, values: list[str]) -> list[str]:
+        checked = [check_slot_time(v) for v in values]
+        if len(set(checked)) != len(checked):
+            raise ValueError("each time may appear only once")
+        return sorted(checked)
+
+    _tz = validator("timezone", allow_reuse=True)(check_timezone)
+    _max = validator("max_daily_limit", allow_reuse=True)(check_fiat_amount)
+
+
+class FixedSchedule(_Row):
+    id: str
+    operator_user_id: str
+    machine_id: str | None = None
+    times: list[str] = []
+    timezone: str
+    max_daily_limit: Decimal = DEFAULT_MAX_DAILY_LIMIT
+    funding_wallet_id: str | None = None
+    times_since: datetime = Field(default_factory=utc_now)
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class RunSlotData(BaseModel):
+    slot: str | None = None  # "HH:MM" of today's schedule; None: the current one
+
+    @validator("slot")
+    def _slot(cls, value: str | None) -> str | None:
+        return None if value is None else check_slot_time(value)
+
+
+class FixedSlotRun(_Row):
+    id: str
+    machine_id: str
+    operator_user_id: str
+    slot: str
+    local_date: str
+    slot_time: str
+    status: Literal["done", "incomplete"] = "incomplete"
+    reason: str | None = None
+    price: Decimal | None = None
+    lps_bought: int = 0
+    lps_skipped: int = 0
+    fiat_minor: int = 0
+    sats: int = 0
+    runs: int = 0
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class SlotRunResult(BaseModel):
+    run: FixedSlotRun
+    legs: list[DcaPayment]
+
+
+class SlotPreview(BaseModel):
+    """What the next slot of a machine would buy, at LNbits' current rate."""
+
+    machine_id: str
+    slot: str | None = None  # None: no schedule
+    at: datetime | None = None
+    timezone: str | None = None
+    lp_count: int = 0
+    currency: str
+    fiat: Decimal = Decimal(0)
+    price: Decimal | None = None
+    estimated_sats: int | None = None
+    source_wallet_id: str | None = None
+    wallet_sats: int | None = None
+    short_by_sats: int = 0
+    reason: str | None = None
+
+
+class NotificationSettings(_Row):
+    operator_user_id: str
+    webhook_url: str | None = None
+    webhook_secret: str | None = None
+    lnbits_channels: bool = True
+    stuck_after_minutes: int = 30
+    offline_after_minutes: int = 15
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class NotificationSettingsOut(BaseModel):
+    """What an operator sees: the secret only in the answer that made it."""
+
+    webhook_url: str | None = None
+    has_webhook_secret: bool = False
+    webhook_secret: str | None = None
+    lnbits_channels: bool = True
+    stuck_after_minutes: int = 30
+    offline_after_minutes: int = 15
+
+
+class SetNotificationSettingsData(BaseModel):
+    webhook_url: str | None = Field(None, max_length=500)
+    rotate_secret: bool = False
+    lnbits_channels: bool = True
+    stuck_after_minutes: int = Field(30, ge=1, le=7 * 24 * 60)
+    offline_after_minutes: int = Field(15, ge=1, le=7 * 24 * 60)
+
+
+class NotificationLogEntry(_Row):
+    id: str
+    operator_user_id: str
+    problem_key: str
+    kind: Literal["started", "cleared"]
+    title: str
+    body: str = ""
+    channels: str = ""
+    webhook_status: str | None = None
+    webhook_attempts: int = 0
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class OpenProblem(_Row):
+    id: str
+    operator_user_id: str
+    problem_key: str
+    title: str
+    body: str = ""
+    opened_at: datetime = Field(default_factory=utc_now)
+
+
+# --- telemetry, health and overview (issue 12) ------------------------------
+
+
+class MachineStatus(_Row):
+    """The merged latest state of one machine's telemetry."""
+
+    machine_id: str
+    operator_user_id: str
+    last_seen_at: datetime
+    last_event_at: datetime
+    beacon_at: datetime | None = None
+    fields: str = "{}"
+    cash_level_minor: int | None = None
+    currency: str | None = None
+    firmware_version: str | None = None
+    fleet_at: datetime | None = None
+    fleet_snapshot: str | None = None
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class TelemetrySettings(_Row):
+    operator_user_id: str
+    relays: list[str] = Field(default_factory=list)
+    offline_after_seconds: int = 600
+    low_cassette_bills: int = 20
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+MAX_RELAYS = 10
+
+
+class SetRelaysData(BaseModel):
+    relays: list[str] = Field(..., max_items=MAX_RELAYS)
+    offline_after_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
+    low_cassette_bills: int | None = Field(None, ge=0, le=100_000)
+
+    @validator("relays", each_item=True)
+    def _relay(cls, value: str) -> str:
+        value = value.strip()
+        if not value.startswith(("ws://", "wss://")) or len(value) > 300:
+            raise ValueError("must be a ws:// or wss:// URL of at most 300 chars")
+        if any(c.isspace() for c in value) or len(value) < 8:
+            raise ValueError("is not a URL")
+        return value
+
+
+class MachineWithPresence(Machine):
+    """A machine as ``GET /machines`` lists it: with when it last reported
+    and whether it is online (reported within the operator's threshold)."""
+
+    last_seen_at: datetime | None = None
+    online: bool = False
+
+
+# --- LP self-service: invites, preferences, autoforward, dashboard (issue 14) --
+
+MIN_AUTOFORWARD_THRESHOLD_SATS = 1000
+MAX_SATS = 21_000_000 * 100_000_000
+SeriesRange = Literal["7d", "30d", "90d", "1y", "all"]
+
+
+class CreateInviteData(BaseModel):
+    machine_id: str = Field(..., min_length=1, max_length=64)
+    username: str | None = Field(None, min_length=1, max_length=100)
+
+
+class Invite(_Row):
+    id: str
+    code: str
+    machine_id: str
+    operator_user_id: str
+    username: str | None = None
+    user_id: str | None = None
+    expires_at: datetime
+    accepted_at: datetime | None = None
+    accepted_by: str | None = None
+    client_id: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+
+
+class InviteOut(BaseModel):
+    """What the operator gets back: the one-time code and the link to send."""
+
+    id: str
+    code: str
+    url: str
+    machine_id: str
+    username: str | None = None
+    expires_at: datetime
+    created_at: datetime
+
+
+class InvitePreview(BaseModel):
+    """What the invited LP sees before accepting."""
+
+    code: str
+    machine_id: str
+    machine_name: str
+    currency: str
+    operator_user_id: str
+    operator_username: str | None = None
+    username: str | None = None
+    expires_at: datetime
+
+
+class AcceptInviteData(BaseModel):
+    wallet_id: str = Field(..., min_length=1, max_length=64)
+
+
+_ADDRESS_HELP = (
+    "must be a Lightning address (name@domain), an LNURL (lnurl1...) "
+    "or an lnurlp:// link"
+)
+
+
+def check_lnurl_pay_address(value: str) -> str:
+    """A Lightning address (``name@domain``), a bech32 LNURL (``lnurl1...``)
+    or a LUD-17 ``lnurlp://`` link. Syntax only: it is resolved when paid."""
+    from lnurl import LnAddress, Lnurl
+
+    value = value.strip()
+    if value.lower().startswith("lightning:"):
+        value = value[len("lightning:") :]
+    lowered = value.lower()
+    try:
+        if "@" in value and "://" not in value:
+            LnAddress(value)
+            return value
+        if lowered.startswith("lnurl1"):
+            if Lnurl(value).is_login:
+                raise ValueError("an LNURL-auth link")
+            return lowered
+        if lowered.startswith("lnurlp://"):
+            Lnurl(value)
+            return value
+    except Exception as exc:  # the lnurl library raises many kinds
+        raise ValueError(_ADDRESS_HELP) from exc
+    raise ValueError(_ADDRESS_HELP)
+
+
+class UpdateLpPositionData(BaseModel):
+    """The LP's own preferences for one position; omitted fields keep their
+    value. ``autoforward_address: null`` with ``autoforward_enabled: false``
+    clears it."""
+
+    wallet_id: str | None = Field(None, min_length=1, max_length=64)
+    dca_mode: DcaMode | None = None
+    fixed_mode_daily_limit: Decimal | None = None
+    autoforward_enabled: bool | None = None
+    autoforward_address: str | None = Field(None, max_length=2000)
+    autoforward_threshold_sats: int | None = None
+
+    @validator("fixed_mode_daily_limit")
+    def _limit(cls, value: Decimal | None) -> Decimal | None:
+        return None if value is None else check_fiat_amount(value)
+
+    @validator("autoforward_address")
+    def _address(cls, value: str | None) -> str | None:
+        return None if value is None or value == "" else check_lnurl_pay_address(value)
+
+    @validator("autoforward_threshold_sats")
+    def _threshold(cls, value: int | None) -> int | None:
+        if value is None:
+            return None
+        if value < MIN_AUTOFORWARD_THRESHOLD_SATS:
+            raise ValueError(f"must be at least {MIN_AUTOFORWARD_THRESHOLD_SATS} sats")
+        if value > MAX_SATS:
+            raise ValueError("is more sats than will ever exist")
+        return value
+
+
+class LpPreferences(_Row):
+    """A position's preferences once its LP has taken them over (one row per
+    position; no row: the operator still manages the position)."""
+
+    client_id: str
+    user_id: str
+    autoforward_enabled: bool = False
+    autoforward_address: str | None = None
+    autoforward_threshold_sats: int | None = None
+    autoforward_failures: int = 0
+    autoforward_next_try_at: datetime | None = None
+    autoforward_last_error: str | None = None
+    created_at: datetime = Field(default_factory=utc_now)
+    updated_at: datetime = Field(default_factory=utc_now)
+
+
+class LpPositionPreferences(BaseModel):
+    """A position with its preferences, as the LP (and its operator) sees it."""
+
+    client_id: str
+    machine_id: str
+    wallet_id: str
+    dca_mode: DcaMode
+    fixed_mode_daily_limit: Decimal | None = None
+    max_fixed_mode_daily_limit: Decimal
+    currency: str
+    status: ClientStatus
+    lp_managed: bool
+    autoforward_enabled: bool = False
+    autoforward_address: str | None = None
+    autoforward_threshold_sats: int | None = None
+    autoforward_failures: int = 0
+    autoforward_next_try_at: datetime | None = None
+    autoforward_last_error: str | None = None
+    updated_at: datetime
 
 
 # --- reconciliation (issue 13) ---------------------------------------------

@@ -7,27 +7,43 @@ wallet, paid from the source wallet. Never paying twice rests on three facts:
 - a leg is paid through one invoice only: the first invoice attached to it
   wins (``crud.attach_leg_invoices``), and it is attached before it is paid;
 - LNbits pays an invoice once: a second payment of it is refused.
-So after a crash anywhere, ``pay_legs`` first asks LNbits whether the leg's
-invoice was paid, and pays only if it was not.
+So after a crash anywhere, ``pay_legs`` first asks LNbits what became of
+the leg's invoice (one query per chunk, ``crud_payouts.get_transfers``):
+
+- the destination's invoice is paid: the leg is completed;
+- the source's internal payment succeeded but the destination's invoice is
+  not paid (LNbits writes an internal transfer in two commits and the process
+  died between them): the transfer is finished forward, as LNbits' own
+  ``_pay_internal_invoice`` would have, and the leg records the repair;
+- no payment from the source and LNbits failed the invoice (expired, or
+  unknown to the funding source after a restart): it can never be paid, so
+  the leg gets a fresh invoice (the old one is kept in ``leg_invoices``);
+- otherwise the invoice is still payable and is paid.
+
+A leg counts as completed only once the destination received it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
-from lnbits.core.crud import get_standalone_payment
-from lnbits.core.models import Payment
+from lnbits.core.crud import update_payment
+from lnbits.core.models import Payment, PaymentState
 from lnbits.core.services import create_invoice, pay_invoice
+from lnbits.core.services.payments import update_pending_payment
 from lnbits.exceptions import InvoiceError, PaymentError
 from loguru import logger
 
-from . import crud
+from . import crud, crud_payouts
 from .bitspire import EXTRA_KEY, tag_for
 from .models import DcaPayment, Machine, utc_now
 
 CHUNK = 50  # legs whose invoices are attached, and outcomes written, together
 INVOICE_EXPIRY_SECONDS = 30 * 24 * 3600  # a failed leg's retry reuses its invoice
+
+
+PROCESS_STARTED = utc_now()
 
 
 class SimulatedCrash(BaseException):
@@ -55,18 +71,111 @@ async def pay_legs(
     settlement_id: str | None,
     lease: timedelta | None = None,
 ) -> list[DcaPayment]:
-    """Pay pending legs, each unless LNbits says its invoice is already paid.
+    """Pay pending legs, each unless LNbits says it was already paid.
 
     Two writes of ours per chunk, not per leg: every new invoice is attached
     (in one transaction) before any is paid, and the outcomes are written
     together after. A crash in between leaves paid legs pending with their
-    invoice attached, and the next run asks LNbits before paying them."""
+    invoice attached, and the next run asks LNbits (one query for the chunk)
+    before paying them. ``legs`` may have no settlement (``settlement_id``
+    None) and any source wallet (a funding wallet)."""
     extra = {leg.id: _transfer_extra(leg, machine.npub) for leg in legs}
     outcomes: list[DcaPayment] = []
+    done: set[str] = set()  # legs with an outcome already
+    dead = await _settle_resumed(legs, outcomes, done)
+    new_invoices = await _create_invoices(legs, done, dead, extra, outcomes)
+    attached = await crud.attach_leg_invoices(
+        [
+            (leg_id, i.bolt11, i.payment_hash)
+            for leg_id, i in new_invoices.items()
+            if leg_id not in dead
+        ]
+    )
+    for leg in legs:
+        if leg.id in dead and leg.id in new_invoices:
+            invoice = new_invoices[leg.id]
+            if await crud_payouts.replace_leg_invoice(
+                leg, invoice.bolt11, invoice.payment_hash, dead[leg.id]
+            ):
+                attached.add(leg.id)
+    if settlement_id is not None and lease is not None and new_invoices:
+        await crud_payouts.renew_lease(settlement_id, lease)
+
+    for leg in legs:
+        if leg.id in done:
+            continue
+        payable = await _payable(leg, attached, new_invoices)
+        if payable is None:
+            continue
+        checkpoint("invoice_attached")
+        outcomes.append(await _pay(payable, extra[leg.id]))
+    await crud.record_leg_outcomes(outcomes, settlement_id, lease)
+    return outcomes
+
+
+async def _settle_resumed(
+    legs: list[DcaPayment], outcomes: list[DcaPayment], done: set[str]
+) -> dict[str, str]:
+    """Legs that already have an invoice (a resumed run, a retry): ask LNbits,
+    in one query, what became of it. Completes the received and the repaired
+    ones; returns the legs whose invoice can never be paid, with why."""
+    dead: dict[str, str] = {}
+    resumed = [leg for leg in legs if leg.payment_hash is not None]
+    if not resumed:
+        return dead
+    states = await _inspect(resumed)
+    if await _check_pending_invoices(states):  # LNbits changed some: read again
+        states = await _inspect(resumed)
+    for leg, state in states:
+        if state.half_done:
+            await _repair(leg, state)
+        if state.received or state.half_done:
+            outcomes.append(completed(leg))
+            done.add(leg.id)
+        elif state.dead is not None:
+            dead[leg.id] = state.dead
+    return dead
+
+
+async def _check_pending_invoices(
+    states: list[tuple[DcaPayment, TransferState]],
+) -> bool:
+    """Ask the funding source, through LNbits' own check, about each resumed
+    leg's invoice that is still pending and nobody paid. LNbits' start-up
+    check fails the invoices its funding source does not know, writing from
+    a list it read first: paying such an invoice while that check runs could
+    be overwritten as failed. Asking first settles it either way. Only
+    invoices made before this process started: no payment of those can be in
+    flight (a payment runs in the process that makes it), so the answer
+    cannot race one."""
+    changed = False
+    for _, state in states:
+        invoice = state.incoming
+        if invoice is None or not invoice.pending or state.outgoing is not None:
+            continue
+        made = invoice.created_at
+        if made.tzinfo is None:
+            made = made.replace(tzinfo=timezone.utc)
+        if made >= PROCESS_STARTED:
+            continue  # this process's own: a worker here may be paying it now
+        checked = await update_pending_payment(invoice)
+        changed = changed or not checked.pending
+    return changed
+
+
+async def _create_invoices(
+    legs: list[DcaPayment],
+    done: set[str],
+    dead: dict[str, str],
+    extra: dict[str, dict],
+    outcomes: list[DcaPayment],
+) -> dict[str, Payment]:
+    """An invoice on the destination wallet for each leg that has none, or
+    whose invoice is dead."""
     new_invoices: dict[str, Payment] = {}
     for leg in legs:
         assert leg.destination_wallet_id, "a pending leg has a destination"  # noqa: S101
-        if leg.payment_hash is not None:
+        if leg.id in done or (leg.payment_hash is not None and leg.id not in dead):
             continue
         try:
             new_invoices[leg.id] = await create_invoice(
@@ -79,28 +188,26 @@ async def pay_legs(
             )
         except (InvoiceError, ValueError) as exc:
             outcomes.append(failed(leg, f"could not create the invoice: {exc}"))
+            done.add(leg.id)
         checkpoint("invoice_created")
-    attached = await crud.attach_leg_invoices(
-        [(leg_id, i.bolt11, i.payment_hash) for leg_id, i in new_invoices.items()]
-    )
+    return new_invoices
 
-    for leg in legs:
-        if leg.id in attached:
-            invoice = new_invoices[leg.id]
-            leg.payment_request, leg.payment_hash = invoice.bolt11, invoice.payment_hash
-        elif leg.id in new_invoices:  # another worker's invoice won: pay that one
-            reloaded = await crud.get_leg(leg.id)
-            assert reloaded is not None  # noqa: S101
-            leg = reloaded
-        elif leg.payment_hash is None:
-            continue  # its invoice could not be created: already failed
-        elif await was_paid(leg):  # paid before a crash, not yet recorded
-            outcomes.append(completed(leg))
-            continue
-        checkpoint("invoice_attached")
-        outcomes.append(await _pay(leg, extra[leg.id]))
-    await crud.record_leg_outcomes(outcomes, settlement_id, lease)
-    return outcomes
+
+async def _payable(
+    leg: DcaPayment, attached: set[str], new_invoices: dict[str, Payment]
+) -> DcaPayment | None:
+    """The leg with the invoice to pay, or None when there is nothing to pay."""
+    if leg.id in attached:
+        invoice = new_invoices[leg.id]
+        leg.payment_request, leg.payment_hash = invoice.bolt11, invoice.payment_hash
+        return leg
+    if leg.id in new_invoices:  # another worker's invoice won: pay that one
+        reloaded = await crud.get_leg(leg.id)
+        assert reloaded is not None  # noqa: S101
+        return reloaded if reloaded.status == "pending" else None
+    if leg.payment_hash is None:
+        return None  # its invoice could not be created: already failed
+    return leg
 
 
 async def _pay(leg: DcaPayment, extra: dict) -> DcaPayment:
@@ -113,20 +220,142 @@ async def _pay(leg: DcaPayment, extra: dict) -> DcaPayment:
             description=leg.memo,
         )
     except (PaymentError, InvoiceError, ValueError) as exc:
-        if await was_paid(leg):  # e.g. "already paid": it was, by us
+        [(_, state)] = await _inspect([leg])
+        if state.half_done:
+            await _repair(leg, state)
+        if state.received or state.half_done:  # e.g. "already paid": it was, by us
             return completed(leg)
         return failed(leg, str(exc) or exc.__class__.__name__)
+    # pay_invoice returns once both of LNbits' writes are done: the payer's
+    # payment and the payee's invoice marked paid. The destination received it.
     checkpoint("paid")
     return completed(leg)
 
 
+class TransferState:
+    """What LNbits' payments table says about one leg's current invoice."""
+
+    def __init__(self, leg: DcaPayment, payments: list[Payment]) -> None:
+        msat = leg.amount_sats * 1000
+        self.incoming: Payment | None = None
+        self.outgoing: Payment | None = None
+        for p in payments:
+            if p.payment_hash != leg.payment_hash:
+                continue
+            if p.amount > 0 and p.wallet_id == leg.destination_wallet_id:
+                self.incoming = p
+            elif p.amount < 0 and p.wallet_id == leg.source_wallet_id:
+                if self.outgoing is None or p.success:
+                    self.outgoing = p
+        ours = self.incoming is not None and _is_our_invoice(self.incoming, leg)
+        self.paid_out = (
+            self.outgoing is not None
+            and self.outgoing.success
+            and self.outgoing.amount == -msat
+        )
+        self.received = ours and self.incoming is not None and self.incoming.success
+        # The payer's internal payment succeeded, the payee's invoice (ours,
+        # for this leg, of this amount) was never marked paid.
+        self.half_done = (
+            ours
+            and self.paid_out
+            and not self.received
+            and self.incoming is not None
+            and self.incoming.amount == msat
+            and self.outgoing is not None
+            and self.outgoing.checking_id == f"internal_{leg.payment_hash}"
+        )
+        self.dead: str | None = None
+        in_flight = self.outgoing is not None and not self.outgoing.failed
+        if not in_flight and not self.received:
+            if self.incoming is None:
+                self.dead = "LNbits has no such invoice on the destination wallet"
+            elif self.incoming.failed:
+                self.dead = "LNbits marked the invoice failed"
+            elif self.incoming.pending and self.incoming.is_expired:
+                self.dead = "the invoice expired"
+
+
+def _is_our_invoice(payment: Payment, leg: DcaPayment) -> bool:
+    ours = (payment.extra or {}).get(EXTRA_KEY)
+    return isinstance(ours, dict) and ours.get("leg_id") == leg.id
+
+
+async def _inspect(legs: list[DcaPayment]) -> list[tuple[DcaPayment, TransferState]]:
+    payments = await crud_payouts.get_transfers(
+        [leg.payment_hash for leg in legs if leg.payment_hash]
+    )
+    return [(leg, TransferState(leg, payments)) for leg in legs]
+
+
+async def _repair(leg: DcaPayment, state: TransferState) -> None:
+    """Finish forward a transfer LNbits left half done: mark the payee's
+    invoice paid, the second write of LNbits' ``_pay_internal_invoice``.
+    The leg records the repair first (a crash right after is repaired again,
+    which changes nothing: the invoice is then paid, once)."""
+    assert state.incoming is not None and state.outgoing is not None  # noqa: S101
+    was = state.incoming.status
+    note = (
+        f"repaired {utc_now():%Y-%m-%dT%H:%M:%SZ}: LNbits had debited the source "
+        f"({state.outgoing.checking_id}) but left the destination's invoice {was}; "
+        "it was marked paid, finishing the transfer"
+    )
+    if await crud_payouts.mark_leg_repaired(leg.id, note):
+        logger.warning(f"satmachineadmin: leg {leg.id}: {note}")
+        if leg.settlement_id is not None:
+            await crud.append_settlement_note(
+                leg.settlement_id,
+                f"[{utc_now():%Y-%m-%dT%H:%M:%SZ}] satmachineadmin: "
+                f"{leg.leg_type} leg of {leg.amount_sats} sats {note}",
+            )
+    leg.repaired_at, leg.repair_note = leg.repaired_at or utc_now(), note
+    invoice = state.incoming
+    invoice.status = PaymentState.SUCCESS
+    await update_payment(invoice)
+
+
+# LNbits' check of pending payments (at start-up, then every 30 minutes)
+# asks the funding source about every pending invoice, and the funding source
+# does not know invoices made for internal transfers: it writes each one
+# failed, from a copy it read before it began. If this extension paid such an
+# invoice meanwhile, the payee's credit is overwritten as failed while the
+# payer stays debited: a half-done transfer after the leg was recorded. So the
+# recovery loop sweeps, every few seconds, this extension's invoices that
+# LNbits marked failed recently (one indexed query) and finishes forward any
+# whose payment succeeded.
+SWEEP_OVERLAP_SECONDS = 120
+
+
+async def sweep_half_done(since: datetime) -> int:
+    """Repair the transfers of this extension's legs that LNbits left (or
+    made) half done since ``since``; returns how many were repaired."""
+    failed = await crud_payouts.get_recently_failed_invoices(since)
+    if not failed:
+        return 0
+    hashes = sorted({p.payment_hash for p in failed})
+    legs = await crud_payouts.get_legs_by_hashes(hashes)
+    if not legs:
+        return 0
+    payments = await crud_payouts.get_transfers(hashes)
+    repaired = 0
+    for leg in legs:
+        state = TransferState(leg, payments)
+        if state.half_done:
+            await _repair(leg, state)
+            repaired += 1
+    return repaired
+
+
 async def was_paid(leg: DcaPayment) -> bool:
+    """Whether the leg's invoice was paid (by the source, for the
+    destination). A transfer LNbits left half done is finished first."""
     if leg.payment_hash is None:
         return False
-    payment = await get_standalone_payment(
-        leg.payment_hash, wallet_id=leg.source_wallet_id
-    )
-    return payment is not None and payment.amount < 0 and payment.success
+    [(_, state)] = await _inspect([leg])
+    if state.half_done:
+        await _repair(leg, state)
+        return True
+    return state.received
 
 
 def completed(leg: DcaPayment) -> DcaPayment:

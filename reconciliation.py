@@ -46,17 +46,13 @@ from .models import (
     utc_now,
 )
 
-DEFAULT_SOURCE = "bitspire"
 LIGHTNING_SOURCES = frozenset({"bitspire"})  # sales whose gross lands in LNbits
 NO_LIMIT = 1_000_000_000  # LNbits' get_payments pages 10 by default
 SUCCESS = "success"
 
 
-class SettlementRow(DcaSettlement):
-    """A settlement with its source: the ``source`` column where the schema
-    has one, else every sale is a bitSpire sale."""
-
-    source: str = DEFAULT_SOURCE
+# A settlement with its ``source`` (bitspire, lamassu, manual).
+SettlementRow = DcaSettlement
 
 
 @dataclass(frozen=True)

@@ -7,24 +7,41 @@ landed at once even while earlier ones are still being paid out.
 
 Recovery runs at start-up and every few minutes: it lands payments that
 LNbits recorded while this extension was not listening (LNbits does not replay
-them), and resumes settlements left pending or whose worker died.
+them; start-up scans from a per-machine checkpoint, not the whole history),
+and resumes settlements left pending or whose worker died (checked every
+few seconds, so a settlement cut off by a crash resumes within a minute).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from datetime import timedelta
 
 from lnbits.core.crud import get_payments
 from lnbits.core.models import Payment
 from lnbits.task_manager import Task, task_manager
 from loguru import logger
 
-from . import crud, distribution, landing
+from . import (
+    autoforward,
+    crud,
+    crud_payouts,
+    distribution,
+    fixed,
+    landing,
+    notifications,
+    payer,
+    poller,
+)
 from .bitspire import is_own_transfer
+from .models import Machine, utc_now
 
-RECOVERY_INTERVAL_SECONDS = 180
+RECOVERY_INTERVAL_SECONDS = 180  # a scan for sales the listener missed
+RESUME_INTERVAL_SECONDS = 5  # a look for settlements to resume
 RECENT_WINDOW_SECONDS = 24 * 3600  # periodic scans look this far back
+CHECKPOINT_OVERLAP_SECONDS = RECENT_WINDOW_SECONDS  # start-up rescans this much
+SWEEP_OVERLAP = timedelta(seconds=payer.SWEEP_OVERLAP_SECONDS)
 PAGE = 500
 
 _landing: asyncio.Queue[Payment] = asyncio.Queue()
@@ -71,33 +88,51 @@ async def _processing_worker() -> None:
 
 async def reconcile(since: int | None = None) -> int:
     """Land sales in machine wallets that never reached the listener.
-    ``since`` is a Unix time; None scans each wallet's whole history."""
+
+    ``since`` is a Unix time to scan from. None (start-up) scans each machine
+    wallet from its checkpoint (how far an earlier scan got) less an overlap
+    window, or from the machine's creation the first time: so a start costs
+    the same at 100 000 past sales as at 10. The checkpoint moves to when
+    this scan began (a payment LNbits writes during the scan is seen next
+    time, within the overlap)."""
     landed = 0
+    checkpoints = await crud_payouts.get_checkpoints() if since is None else {}
     for machine in await crud.list_active_machines():
-        start = since if since is not None else int(machine.created_at.timestamp())
-        offset = 0
-        while True:
-            payments = await get_payments(
-                wallet_id=machine.wallet_id,
-                incoming=True,
-                complete=True,
-                since=start,
-                limit=PAGE,
-                offset=offset,
-            )
-            known = await crud.get_known_payment_hashes(
-                machine.id, [p.payment_hash for p in payments]
-            )
-            for payment in payments:
-                if payment.payment_hash not in known:
-                    settlement = await landing.land_payment(payment)
-                    landed += settlement is not None
-            if len(payments) < PAGE:
-                break
-            offset += PAGE
+        began = int(time.time())
+        if since is not None:
+            start = since
+        elif machine.id in checkpoints:
+            start = checkpoints[machine.id] - CHECKPOINT_OVERLAP_SECONDS
+        else:
+            start = int(machine.created_at.timestamp()) - 1
+        landed += await _scan_wallet(machine, start)
+        await crud_payouts.set_checkpoint(machine.id, began)
     if landed:
         logger.info(f"satmachineadmin: recovery landed {landed} missed sale(s)")
     return landed
+
+
+async def _scan_wallet(machine: Machine, start: int) -> int:
+    landed, offset = 0, 0
+    while True:
+        payments = await get_payments(
+            wallet_id=machine.wallet_id,
+            incoming=True,
+            complete=True,
+            since=start,
+            limit=PAGE,
+            offset=offset,
+        )
+        known = await crud.get_known_payment_hashes(
+            machine.id, [p.payment_hash for p in payments]
+        )
+        for payment in payments:
+            if payment.payment_hash not in known:
+                settlement = await landing.land_payment(payment)
+                landed += settlement is not None
+        if len(payments) < PAGE:
+            return landed
+        offset += PAGE
 
 
 async def resume() -> int:
@@ -112,15 +147,32 @@ async def recover(full: bool) -> None:
     try:
         await reconcile(None if full else int(time.time()) - RECENT_WINDOW_SECONDS)
         await resume()
+        _runtime["last_recovery_at"] = time.time()  # for GET /health
     except Exception:
         logger.exception("satmachineadmin: recovery failed; next run retries")
 
 
 async def _recovery_loop() -> None:
+    """At start-up: land what was missed (from the checkpoints) and resume.
+    Then every few seconds resume what is due (one indexed query: pending
+    settlements, and processing ones whose worker's lease ran out), and every
+    few minutes look for missed sales again."""
+    last_sweep = utc_now() - timedelta(days=1)
     await recover(full=True)
+    last_scan = time.monotonic()
     while True:
-        await asyncio.sleep(RECOVERY_INTERVAL_SECONDS)
-        await recover(full=False)
+        await asyncio.sleep(RESUME_INTERVAL_SECONDS)
+        if time.monotonic() - last_scan >= RECOVERY_INTERVAL_SECONDS:
+            await recover(full=False)
+            last_scan = time.monotonic()
+            continue
+        try:
+            await resume()
+            swept_at = utc_now()
+            await payer.sweep_half_done(last_sweep - SWEEP_OVERLAP)
+            last_sweep = swept_at
+        except Exception:
+            logger.exception("satmachineadmin: resume failed; next run retries")
 
 
 def start_tasks() -> list[Task]:
@@ -135,6 +187,19 @@ def start_tasks() -> list[Task]:
         task_manager.create_permanent_task(
             _recovery_loop, name="ext_satmachineadmin_recovery"
         ),
+        task_manager.create_permanent_task(
+            lambda: poller.sources_loop(queue_for_processing),
+            name="ext_satmachineadmin_sources",
+        ),
+        task_manager.create_permanent_task(
+            fixed.scheduler_loop, name="ext_satmachineadmin_fixed"
+        ),
+        task_manager.create_permanent_task(
+            notifications.watcher_loop, name="ext_satmachineadmin_watch"
+        ),
+        task_manager.create_permanent_task(
+            autoforward.run_forever, name="ext_satmachineadmin_autoforward"
+        ),
     ]
 
 
@@ -142,3 +207,31 @@ def stop_tasks(tasks: list[Task]) -> None:
     for task in tasks:
         if task in task_manager.tasks:  # LNbits may have cancelled it already
             task_manager.cancel_task(task)
+
+
+# --- runtime status (for GET /health) ----------------------------------------
+
+_runtime: dict[str, float] = {}
+
+_TASK_NAMES = (
+    "ext_satmachineadmin_landing",
+    "ext_satmachineadmin_processing",
+    "ext_satmachineadmin_recovery",
+)
+
+
+def runtime_status() -> dict:
+    """Whether the workers run, how much waits in their queues and when
+    recovery last ran (Unix time; None before its first run)."""
+    alive = dict.fromkeys(_TASK_NAMES, False)
+    for task in task_manager.tasks:
+        if task.name in alive:
+            alive[task.name] = not task.task.done()
+    last = _runtime.get("last_recovery_at")
+    return {
+        "workers_alive": all(alive.values()),
+        "workers": alive,
+        "landing_queue": _landing.qsize(),
+        "processing_queue": _processing.qsize(),
+        "last_recovery_at": last,
+    }

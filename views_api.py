@@ -17,9 +17,10 @@ from fastapi import APIRouter, Depends, Query, Response
 from lnbits.core.models import User
 from lnbits.decorators import check_user_exists
 
-from . import actions, crud
+from . import actions, crud, lp_self
 from .calculations import to_minor_units
 from .errors import Conflict, Invalid
+from .health import with_presence
 from .models import (
     ClientBalance,
     CommissionSplit,
@@ -31,6 +32,7 @@ from .models import (
     DcaPayment,
     DcaSettlement,
     Machine,
+    MachineWithPresence,
     SetCommissionSplitsData,
     SettleClientData,
     SettlementStatus,
@@ -40,6 +42,7 @@ from .models import (
     UpdateMachineData,
     utc_now,
 )
+from .views_api_fixed import check_limit_within_max, fixed_router
 from .views_api_helpers import (
     ERROR_RESPONSES,
     DcaRoute,
@@ -56,8 +59,11 @@ from .views_api_helpers import (
     refuse_unstorable_input,
 )
 from .views_api_lp import lp_router, platform_router
+from .views_api_lp_self import lp_self_router
 from .views_api_reconciliation import reconciliation_router
 from .views_api_settlements import settlements_router
+from .views_api_sources import sources_router
+from .views_api_telemetry import telemetry_public_router, telemetry_router
 
 operator_router = APIRouter(
     route_class=DcaRoute,
@@ -73,20 +79,24 @@ operator_router = APIRouter(
 async def api_create_machine(
     data: CreateMachineData, user: User = Depends(check_user_exists)
 ) -> Machine:
-    """Register a machine by its npub, bound to one of the operator's wallets."""
+    """Register a machine (bitSpire by its npub; Lamassu or manual), bound to
+    one of the operator's wallets."""
     await check_wallet_of(data.wallet_id, user.id, "wallet_id")
     if await crud.get_machine_by_wallet(data.wallet_id) is not None:
         raise Conflict("wallet_id: the wallet is already bound to a machine")
-    if await crud.get_machine_by_npub(data.npub) is not None:
+    if data.npub and await crud.get_machine_by_npub(data.npub) is not None:
         raise Conflict("npub: a machine with this npub is already registered")
+    machine_id = crud.new_id()
     machine = Machine(
-        id=crud.new_id(),
+        id=machine_id,
         operator_user_id=user.id,
-        npub=data.npub,
+        # Lamassu/manual machines have no Nostr key: a unique stand-in.
+        npub=data.npub or f"{data.source}:{machine_id}",
         wallet_id=data.wallet_id,
         name=data.name,
         currency=data.currency,
         fallback_commission_pct=data.fallback_commission_pct,
+        source=data.source,
     )
     return await crud.create_machine(machine)
 
@@ -94,8 +104,9 @@ async def api_create_machine(
 @operator_router.get("/machines")
 async def api_list_machines(
     page: Page = Depends(page_params), user: User = Depends(check_user_exists)
-) -> list[Machine]:
-    return await crud.list_machines(user.id, page.limit, page.offset)
+) -> list[MachineWithPresence]:
+    machines = await crud.list_machines(user.id, page.limit, page.offset)
+    return await with_presence(machines, user.id)
 
 
 @operator_router.get("/machines/{machine_id}")
@@ -172,6 +183,7 @@ async def api_create_client(
     check_precision(
         data.fixed_mode_daily_limit, machine.currency, "fixed_mode_daily_limit"
     )
+    await check_limit_within_max(machine, data.fixed_mode_daily_limit)
     if await crud.get_client_by_machine_user(machine.id, data.user_id) is not None:
         raise Conflict("user_id: the user already has a position at this machine")
     client = DcaClient(
@@ -213,6 +225,7 @@ async def api_update_client(
 ) -> DcaClient:
     client = await owned_client(client_id, user)
     machine = await machine_of(client)
+    await lp_self.refuse_lp_owned_changes(client, data)
     if data.wallet_id is not None:
         await check_wallet_of(data.wallet_id, client.user_id, "wallet_id")
         client.wallet_id = data.wallet_id
@@ -220,6 +233,7 @@ async def api_update_client(
         check_precision(
             data.fixed_mode_daily_limit, machine.currency, "fixed_mode_daily_limit"
         )
+        await check_limit_within_max(machine, data.fixed_mode_daily_limit)
         client.fixed_mode_daily_limit_minor = to_minor_units(
             data.fixed_mode_daily_limit, machine.currency
         )
@@ -418,6 +432,11 @@ async def api_clear_commission_splits(
 satmachineadmin_api_router = APIRouter(prefix="/api/v1/dca", route_class=DcaRoute)
 satmachineadmin_api_router.include_router(operator_router)
 satmachineadmin_api_router.include_router(settlements_router)
+satmachineadmin_api_router.include_router(sources_router)
 satmachineadmin_api_router.include_router(lp_router)
 satmachineadmin_api_router.include_router(platform_router)
+satmachineadmin_api_router.include_router(fixed_router)
+satmachineadmin_api_router.include_router(telemetry_router)
+satmachineadmin_api_router.include_router(telemetry_public_router)
+satmachineadmin_api_router.include_router(lp_self_router)
 satmachineadmin_api_router.include_router(reconciliation_router)

@@ -15,7 +15,8 @@ from fastapi.responses import StreamingResponse
 from lnbits.core.models import User
 from lnbits.decorators import check_user_exists
 
-from . import actions, crud
+from . import actions, crud, crud_payouts, tasks
+from .distribution import BOOT_ID
 from .models import (
     AppendNoteData,
     DcaPayment,
@@ -26,6 +27,7 @@ from .models import (
     SettlementStatus,
     SettlementWithLegs,
 )
+from .payout_status import wait_reason
 from .views_api_helpers import (
     ERROR_RESPONSES,
     DcaRoute,
@@ -80,8 +82,16 @@ async def api_get_settlement(
     settlement_id: str, user: User = Depends(check_user_exists)
 ) -> SettlementWithLegs:
     settlement = await owned_settlement(settlement_id, user)
+    legs = await crud.get_legs(settlement.id)
     return SettlementWithLegs(
-        settlement=settlement, legs=await crud.get_legs(settlement.id)
+        settlement=settlement,
+        legs=legs,
+        wait_reason=wait_reason(
+            settlement, legs, BOOT_ID, tasks.RESUME_INTERVAL_SECONDS
+        ),
+        replaced_invoices=await crud_payouts.get_replaced_invoices(
+            [leg.id for leg in legs if leg.invoice_replacements]
+        ),
     )
 
 

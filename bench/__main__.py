@@ -1,12 +1,17 @@
 """The benchmarks: ``make bench`` (= ``.venv/bin/python -m bench`` from the
 repository root).
 
-Runs every phase (overhead, burst, listings) on SQLite and on PostgreSQL, each
-in a process of its own with a fresh LNbits and a fresh database, then writes
-``bench/results/latest.json`` and ``docs/BENCHMARKS.md``. Options:
+Runs every phase (overhead, burst, listings, lp_dashboard) on SQLite and on
+PostgreSQL, each in a process of its own with a fresh LNbits and a fresh
+database, then writes ``bench/results/latest.json`` and ``docs/BENCHMARKS.md``. Options:
 
     --quick                    small N and counts (a smoke run, under 2 minutes)
-    --only overhead,burst,...  some phases only
+    --only overhead,burst,...  some phases only (recovery: start-up recovery
+                               cost at 10 and 100 000 settlements; lamassu:
+                               the Lamassu source's first and steady polls;
+                               fixed: a fixed-mode slot against bare transfers;
+                               lp_dashboard: the LP dashboard's requests at
+                               20 000 payouts)
     --backend sqlite|postgres  one backend only
     --pg-url URL               PostgreSQL server (default $PG_URL or
                                postgres://postgres@127.0.0.1:5432); a database
@@ -40,7 +45,15 @@ from . import report
 REPO = Path(__file__).resolve().parent.parent
 RESULTS = REPO / "bench" / "results"
 DOC = REPO / "docs" / "BENCHMARKS.md"
-PHASES = ("overhead", "burst", "listings")
+PHASES = (
+    "overhead",
+    "burst",
+    "listings",
+    "recovery",
+    "lamassu",
+    "fixed",
+    "lp_dashboard",
+)
 BACKENDS = ("sqlite", "postgres")
 TIMEOUT_S = {True: 600, False: 2400}  # per worker process; a shared machine is slow
 

@@ -21,7 +21,15 @@ from pathlib import Path
 
 from . import env
 
-PHASES = ("overhead", "burst", "listings")
+PHASES = (
+    "overhead",
+    "burst",
+    "listings",
+    "recovery",
+    "lamassu",
+    "fixed",
+    "lp_dashboard",
+)
 
 
 async def _run(args: argparse.Namespace) -> dict:

@@ -103,6 +103,14 @@ window.SM = (function () {
     return value ? LNbits.utils.formatDate(value) : '–'
   }
 
+  // A day for chart labels: "2026-12-01" stays as it is (no time zone
+  // shift); a timestamp becomes its local date.
+  function day(value) {
+    if (!value) return '–'
+    if (/^\d{4}-\d{2}-\d{2}$/.test(value)) return value
+    return new Date(value).toLocaleDateString(window.i18n.global.locale)
+  }
+
   function shortId(value, length = 8) {
     if (!value) return '–'
     return value.length > length + 1 ? `${value.slice(0, length)}…` : value
@@ -166,13 +174,90 @@ window.SM = (function () {
     return null
   }
 
+  function present(value) {
+    return value !== null && value !== undefined
+  }
+
+  // A count with thousands separators ("1,204").
+  function count(value) {
+    if (value === null || value === undefined || value === '') return '–'
+    return LNbits.utils.formatSat(value)
+  }
+
+  // A gain or loss, with its sign: "+GTQ 12.00", "-GTQ 3.50".
+  function signedFiat(value, currency) {
+    if (value === null || value === undefined || value === '') return '–'
+    const number = Number(value)
+    const text = fiat(Math.abs(number), currency)
+    return number > 0 ? `+${text}` : number < 0 ? `-${text}` : text
+  }
+
+  function gainClass(value) {
+    if (value === null || value === undefined || value === '') return ''
+    const number = Number(value)
+    return number > 0 ? 'text-positive' : number < 0 ? 'text-negative' : ''
+  }
+
+  // The last purchase as the API gives it: a payout, or only its date.
+  function lastPurchase(last, currency) {
+    if (!last) return '–'
+    if (typeof last === 'string') return date(last)
+    const when = last.completed_at || last.created_at || last.date
+    const amount =
+      last.amount_sats === undefined ? last.sats : last.amount_sats
+    const parts = []
+    if (amount !== undefined && amount !== null) parts.push(sats(amount))
+    if (last.fiat_amount !== undefined && last.fiat_amount !== null) {
+      parts.push(`for ${fiat(last.fiat_amount, last.currency || currency)}`)
+    }
+    if (when) parts.push(`on ${date(when)}`)
+    return parts.join(' ') || '–'
+  }
+
+  // The next fixed-mode buy: a time, or {at, amount / fiat_amount}.
+  function nextBuy(next, currency) {
+    if (!next) return '–'
+    if (typeof next === 'string') return date(next)
+    const when = next.at || next.scheduled_at || next.date
+    const amount = next.amount === undefined ? next.fiat_amount : next.amount
+    const parts = []
+    if (amount !== undefined && amount !== null) {
+      parts.push(fiat(amount, next.currency || currency))
+    }
+    if (when) parts.push(`on ${date(when)}`)
+    return parts.join(' ') || '–'
+  }
+
+  function autoforwardSummary(autoforward) {
+    if (!autoforward || !autoforward.enabled) return 'Autoforward off'
+    let text = `Forwards to ${autoforward.address}`
+    if (autoforward.threshold_sats) {
+      text += ` from ${sats(autoforward.threshold_sats)}`
+    }
+    if (autoforward.waiting_sats) {
+      text += ` · ${sats(autoforward.waiting_sats)} waiting`
+    }
+    if (autoforward.forwarded_sats) {
+      text += ` · ${sats(autoforward.forwarded_sats)} forwarded`
+    }
+    if (autoforward.failures) {
+      text += ` · failing (${autoforward.failures} tries`
+      if (autoforward.next_try_at) {
+        text += `, next ${date(autoforward.next_try_at)}`
+      }
+      text += ')'
+    }
+    return text
+  }
+
   const SETTLEMENT_COLORS = {
     pending: 'grey',
     processing: 'warning',
     processed: 'positive',
     errored: 'negative',
     partial: 'orange',
-    refunded: 'purple'
+    refunded: 'purple',
+    awaiting_funds: 'amber'
   }
   const LEG_COLORS = {
     pending: 'warning',
@@ -205,6 +290,7 @@ window.SM = (function () {
     fiat,
     percent,
     date,
+    day,
     shortId,
     parsePercent,
     unitsToPercentText,
@@ -212,6 +298,13 @@ window.SM = (function () {
     fractionToPercentText,
     currencyDecimals,
     fiatInputError,
+    present,
+    count,
+    signedFiat,
+    gainClass,
+    lastPurchase,
+    nextBuy,
+    autoforwardSummary,
     WHOLE,
     SETTLEMENT_COLORS,
     LEG_COLORS,

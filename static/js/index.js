@@ -13,11 +13,15 @@ window.app = Vue.createApp({
     SMSplits,
     SMSettlements,
     SMPositions,
+    SMSources,
+    SMFixed,
+    SMOverview,
+    SMInvites,
     SMReconciliation
   ],
   data() {
     return {
-      tab: 'machines',
+      tab: 'overview',
       starting: true,
       sm: window.SM
     }
@@ -71,13 +75,15 @@ window.app = Vue.createApp({
     },
     loadTab(tab) {
       const loaders = {
+        overview: () => this.loadOverview(),
         machines: () => this.loadMachines(),
         lps: () => this.loadLpTab(),
         splits: () => this.loadSplits(),
         settlements: () => this.loadSettlements(),
         payments: () => this.loadPayments(),
         platform: () => this.loadSuperConfig(),
-        positions: () => this.loadPositions()
+        positions: () => this.loadPositions(),
+        fixed: () => this.loadFixedTab()
       }
       if (loaders[tab]) return loaders[tab]()
     }
@@ -114,7 +120,11 @@ window.app = Vue.createApp({
     ])
     if (!this.machines.length && this.positions.length) {
       this.tab = 'positions'
+    } else {
+      await this.loadOverview()
     }
     this.starting = false
+    // An invite link (?invite=CODE) opens the dialog to accept it.
+    this.openInviteFromUrl()
   }
 })

@@ -6,11 +6,18 @@ window.SMClients = {
     return {
       clients: [],
       clientBalances: {},
+      clientPreferences: {},
       clientsLoading: false,
       clientsLoaded: false,
       lpMachineFilter: null,
       selectedClientId: null,
-      clientDialog: {show: false, saving: false, id: null, data: {}},
+      clientDialog: {
+        show: false,
+        saving: false,
+        id: null,
+        lpManaged: false,
+        data: {}
+      },
       deposits: [],
       depositsLoading: false,
       depositDialog: {
@@ -99,6 +106,16 @@ window.SMClients = {
         this.clientBalances = Object.fromEntries(
           balances.filter(b => b).map(b => [b.client_id, b])
         )
+        // What the LP set for themselves (wallet, mode, autoforward), if
+        // they took the position over: shown read-only.
+        const preferences = await Promise.all(
+          this.clients.map(c =>
+            SM.request('GET', `/clients/${c.id}/preferences`).catch(() => null)
+          )
+        )
+        this.clientPreferences = Object.fromEntries(
+          preferences.filter(p => p).map(p => [p.client_id, p])
+        )
         this.clientsLoaded = true
         if (this.selectedClientId && !this.clientById[this.selectedClientId]) {
           this.selectedClientId = null
@@ -123,11 +140,18 @@ window.SMClients = {
     },
     async loadLpTab() {
       if (!this.machinesLoaded) await this.loadMachines()
-      await Promise.all([this.loadClients(), this.loadDeposits()])
+      await Promise.all([
+        this.loadClients(),
+        this.loadDeposits(),
+        this.loadInvites()
+      ])
     },
     clientName(client) {
       if (!client) return '–'
       return client.username || SM.shortId(client.user_id)
+    },
+    preferencesOf(client) {
+      return this.clientPreferences[client.id] || null
     },
     balanceOf(client) {
       return this.clientBalances[client.id] || null
@@ -157,7 +181,13 @@ window.SMClients = {
     openClientDialog(client) {
       if (client) {
         this.clientDialog.id = client.id
+        // Once the LP set their preferences, they are the LP's alone.
+        const prefs = this.preferencesOf(client) || {}
+        this.clientDialog.lpManaged = !!prefs.lp_managed
         this.clientDialog.data = {
+          autoforward_enabled: !!prefs.autoforward_enabled,
+          autoforward_address: prefs.autoforward_address || '',
+          autoforward_threshold_sats: prefs.autoforward_threshold_sats,
           machine_id: client.machine_id,
           user_id: client.user_id,
           wallet_id: client.wallet_id,
@@ -174,6 +204,7 @@ window.SMClients = {
         }
       } else {
         this.clientDialog.id = null
+        this.clientDialog.lpManaged = false
         this.clientDialog.data = {
           machine_id:
             this.lpMachineFilter ||
@@ -194,14 +225,13 @@ window.SMClients = {
       this.clientDialog.saving = true
       try {
         if (this.clientDialog.id) {
-          const body = {
-            wallet_id: d.wallet_id.trim(),
-            username: d.username.trim(),
-            dca_mode: d.dca_mode,
-            status: d.status
+          const body = {username: d.username.trim(), status: d.status}
+          if (!this.clientDialog.lpManaged) {
+            body.wallet_id = d.wallet_id.trim()
+            body.dca_mode = d.dca_mode
+            if (d.dca_mode === 'fixed' && limit)
+              body.fixed_mode_daily_limit = limit
           }
-          if (d.dca_mode === 'fixed' && limit)
-            body.fixed_mode_daily_limit = limit
           await SM.request('PUT', `/clients/${this.clientDialog.id}`, body)
           SM.notifyDone('Saved the LP')
         } else {

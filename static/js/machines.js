@@ -101,6 +101,7 @@ window.SMMachines = {
         this.machineDialog.id = machine.id
         this.machineDialog.data = {
           npub: machine.npub,
+          source: machine.source || 'bitspire',
           name: machine.name,
           currency: machine.currency,
           wallet_id: machine.wallet_id,
@@ -113,6 +114,7 @@ window.SMMachines = {
         this.machineDialog.id = null
         this.machineDialog.data = {
           npub: '',
+          source: 'bitspire',
           name: '',
           currency: this.machines.length ? this.machines[0].currency : 'USD',
           wallet_id: this.freeWalletOptions.length
@@ -158,12 +160,14 @@ window.SMMachines = {
           await SM.request('PUT', `/machines/${this.machineDialog.id}`, body)
           SM.notifyDone(`Saved ${d.name}`)
         } else {
+          const bitspire = d.source === 'bitspire'
           await SM.request('POST', '/machines', {
-            npub: d.npub.trim(),
+            source: d.source,
+            npub: bitspire ? d.npub.trim() : null,
             name: d.name.trim(),
             currency: (d.currency || '').trim().toUpperCase(),
             wallet_id: d.wallet_id,
-            fallback_commission_pct: fraction
+            fallback_commission_pct: bitspire ? fraction : null
           })
           SM.notifyDone(`Added ${d.name}`)
         }

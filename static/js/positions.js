@@ -1,7 +1,20 @@
-// "My positions" (the LP's own view, across operators) and "Platform" (the
-// super user's platform fee).
+// "My positions" (the LP's own dashboard, across operators: totals, each
+// position, the cumulative chart, payout history, autoforward, preferences)
+// and "Platform" (the super user's platform fee).
 
 let payoutChart = null // a Chart.js instance: kept out of Vue's reactivity
+
+const CHART_RANGES = [
+  {label: '7D', value: '7d', days: 7},
+  {label: '30D', value: '30d', days: 30},
+  {label: '90D', value: '90d', days: 90},
+  {label: '1Y', value: '1y', days: 365},
+  {label: 'All', value: 'all', days: null}
+]
+
+function present(value) {
+  return value !== null && value !== undefined
+}
 
 window.SMPositions = {
   data() {
@@ -9,8 +22,23 @@ window.SMPositions = {
       positions: [],
       positionsLoaded: false,
       positionsLoading: false,
+      dashboard: null,
       lpPayments: [],
+      lpPaymentsLoading: false,
+      lpPaymentFilter: {client_id: null, leg_type: null, since: '', until: ''},
       lpDeposits: [],
+      series: [],
+      seriesLoading: false,
+      chartRange: '30d',
+      chartClientId: null,
+      chartRanges: CHART_RANGES.map(r => ({label: r.label, value: r.value})),
+      prefsDialog: {
+        show: false,
+        saving: false,
+        position: null,
+        maxLimit: null,
+        data: {}
+      },
       lpPaymentColumns: [
         {name: 'date', label: 'Date', field: 'completed_at', align: 'left'},
         {name: 'machine', label: 'Machine', field: 'machine_id', align: 'left'},
@@ -18,6 +46,13 @@ window.SMPositions = {
         {name: 'sats', label: 'Sats', field: 'amount_sats', align: 'right'},
         {name: 'fiat', label: 'Fiat', field: 'fiat_amount', align: 'right'},
         {name: 'price', label: 'Price per BTC', field: 'price', align: 'right'}
+      ],
+      autoforwardColumns: [
+        {name: 'date', label: 'Date', field: 'created_at', align: 'left'},
+        {name: 'machine', label: 'Position', field: 'machine_name', align: 'left'},
+        {name: 'address', label: 'To', field: 'address', align: 'left'},
+        {name: 'sats', label: 'Sats', field: 'amount_sats', align: 'right'},
+        {name: 'status', label: 'Status', field: 'status', align: 'left'}
       ],
       superConfig: null,
       platformForm: {percent: '', wallet_id: null},
@@ -38,16 +73,134 @@ window.SMPositions = {
         this.positions.map(p => [p.machine_id, p.currency])
       )
     },
-    // Completed payouts, oldest first, with the running total of sats.
-    payoutSeries() {
-      let total = 0
-      return [...this.lpPayments]
-        .map(p => ({...p, at: p.completed_at || p.created_at}))
-        .sort((a, b) => new Date(a.at) - new Date(b.at))
-        .map(p => {
-          total += p.amount_sats
-          return {at: p.at, sats: p.amount_sats, total}
+    lpPositionOptions() {
+      return this.positions.map(p => ({
+        value: p.client_id,
+        label: `${p.machine_name} (${p.currency})`
+      }))
+    },
+    lpLegTypeOptions() {
+      return ['dca', 'settlement', 'autoforward'].map(t => ({
+        value: t,
+        label: SM.LEG_TYPES[t]
+      }))
+    },
+    // Each position with its dashboard figures (GET /lp/dashboard); before
+    // the dashboard answers, the figures GET /lp/positions already gives.
+    lpCards() {
+      const dashboard = Object.fromEntries(
+        ((this.dashboard && this.dashboard.positions) || []).map(d => [
+          d.client_id,
+          d
+        ])
+      )
+      return this.positions.map(p => {
+        const d = dashboard[p.client_id] || {}
+        const pick = (key, fallback) => (present(d[key]) ? d[key] : fallback)
+        const payouts = this.lpPayments.filter(
+          x => x.client_id === p.client_id && x.leg_type !== 'autoforward'
+        )
+        const pending = this.positionDeposits(p)
+          .filter(x => x.status === 'pending')
+          .reduce((sum, x) => sum + Number(x.amount), 0)
+        const autoforward = d.autoforward || {enabled: false, history: []}
+        return {
+          ...p,
+          sats_stacked: pick('sats_stacked', p.sats_received),
+          total_deposited: pick('total_deposited', p.total_deposits),
+          pending_deposits: pick('pending_deposits', pending),
+          balance_left: pick('balance_left', p.remaining_balance),
+          purchases: pick('purchases_count', payouts.length),
+          last_purchase: pick('last_purchase', payouts[0] || null),
+          average_price: pick('average_price', p.average_price),
+          current_price: pick('current_price', null),
+          current_value: pick('current_value', null),
+          gain: pick('gain', null),
+          gain_pct: pick('gain_pct', null),
+          lp_managed: pick('lp_managed', false),
+          next_fixed_buy: pick('next_fixed_buy', null),
+          autoforward
+        }
+      })
+    },
+    // Totals: sats across all positions; fiat per currency (positions may
+    // be at machines in different currencies).
+    lpTotals() {
+      const cards = this.lpCards
+      const t = (this.dashboard && this.dashboard.totals) || {}
+      const byCurrency = {}
+      cards.forEach(c => {
+        const row = (byCurrency[c.currency] = byCurrency[c.currency] || {
+          currency: c.currency,
+          total_deposited: 0,
+          pending_deposits: 0,
+          balance_left: 0,
+          current_value: null,
+          gain: null
         })
+        row.total_deposited += Number(c.total_deposited)
+        row.pending_deposits += Number(c.pending_deposits)
+        row.balance_left += Number(c.balance_left)
+      })
+      return {
+        sats_stacked: present(t.sats_stacked)
+          ? t.sats_stacked
+          : cards.reduce((sum, c) => sum + Number(c.sats_stacked), 0),
+        purchases: present(t.purchases_count)
+          ? t.purchases_count
+          : cards.reduce((sum, c) => sum + Number(c.purchases), 0),
+        forwarded_sats: present(t.forwarded_sats) ? t.forwarded_sats : null,
+        by_currency: t.by_currency || Object.values(byCurrency)
+      }
+    },
+    lpPaymentFiltered() {
+      const f = this.lpPaymentFilter
+      return !!(f.client_id || f.leg_type || f.since || f.until)
+    },
+    // The dates picked are local days; the API takes UTC times, until
+    // exclusive: from the first day's midnight to the midnight after the last.
+    lpPaymentParams() {
+      const f = this.lpPaymentFilter
+      const utc = (day, plusDays) => {
+        if (!day) return null
+        const at = new Date(`${day}T00:00:00`)
+        at.setDate(at.getDate() + plusDays)
+        return at.toISOString().slice(0, 19)
+      }
+      return {
+        client_id: f.client_id,
+        leg_type: f.leg_type,
+        since: utc(f.since, 0),
+        until: utc(f.until, 1)
+      }
+    },
+    // The API filters; this repeats the position and type filters so that
+    // the table never shows rows of another filter while it reloads.
+    visibleLpPayments() {
+      const f = this.lpPaymentFilter
+      return this.lpPayments.filter(
+        p =>
+          (!f.client_id || p.client_id === f.client_id) &&
+          (!f.leg_type || p.leg_type === f.leg_type)
+      )
+    },
+    lpPaymentsExportUrl() {
+      return `${SM.API}/lp/export/payments.csv${SM.query(this.lpPaymentParams)}`
+    },
+    autoforwardRows() {
+      return this.lpCards
+        .flatMap(c =>
+          (c.autoforward.history || []).map(h => ({
+            ...h,
+            machine_name: c.machine_name,
+            address: h.address || c.autoforward.address
+          }))
+        )
+        .sort(
+          (a, b) =>
+            new Date(b.completed_at || b.created_at || b.date) -
+            new Date(a.completed_at || a.created_at || a.date)
+        )
     },
     platformWalletOptions() {
       const options = [...this.ownWalletOptions]
@@ -68,24 +221,89 @@ window.SMPositions = {
       return {commission, platform, operator: commission - platform}
     }
   },
+  watch: {
+    chartRange() {
+      this.loadSeries()
+    },
+    chartClientId() {
+      this.loadSeries()
+    },
+    lpPaymentFilter: {
+      deep: true,
+      handler() {
+        this.loadLpPayments()
+      }
+    }
+  },
   methods: {
     async loadPositions() {
       this.positionsLoading = true
       try {
-        const [positions, payments, deposits] = await Promise.all([
+        const [positions, deposits] = await Promise.all([
           SM.request('GET', '/lp/positions', null, {limit: 1000}),
-          SM.request('GET', '/lp/payments', null, {limit: 1000}),
           SM.request('GET', '/lp/deposits', null, {limit: 1000})
         ])
         this.positions = positions
-        this.lpPayments = payments
         this.lpDeposits = deposits
         this.positionsLoaded = true
-        if (this.tab === 'positions') this.$nextTick(this.drawPayoutChart)
+        if (positions.length) {
+          await Promise.all([
+            this.loadDashboard(),
+            this.loadLpPayments(),
+            this.loadSeries()
+          ])
+        }
       } catch (error) {
         SM.notifyError(error, 'Could not load your positions')
       } finally {
         this.positionsLoading = false
+      }
+    },
+    async loadDashboard() {
+      try {
+        this.dashboard = await SM.request('GET', '/lp/dashboard')
+      } catch (error) {
+        this.dashboard = null
+        SM.notifyError(error, 'Could not load your dashboard')
+      }
+    },
+    async loadLpPayments() {
+      this.lpPaymentsLoading = true
+      try {
+        this.lpPayments = await SM.request('GET', '/lp/payments', null, {
+          ...this.lpPaymentParams,
+          limit: 1000
+        })
+      } catch (error) {
+        SM.notifyError(error, 'Could not load your payouts')
+      } finally {
+        this.lpPaymentsLoading = false
+      }
+    },
+    async loadSeries() {
+      this.seriesLoading = true
+      try {
+        const answer = await SM.request('GET', '/lp/payments/series', null, {
+          client_id: this.chartClientId,
+          range: this.chartRange
+        })
+        const points = Array.isArray(answer) ? answer : answer.points
+        // The line starts at the range's first day, from what came before.
+        const since = answer.since ? String(answer.since).slice(0, 10) : null
+        if (points.length && since && points[0].date > since) {
+          points.unshift({
+            date: since,
+            sats: 0,
+            cumulative_sats: answer.start_sats || 0
+          })
+        }
+        this.series = points
+      } catch (error) {
+        this.series = []
+        SM.notifyError(error, 'Could not load the chart')
+      } finally {
+        this.seriesLoading = false
+        if (this.tab === 'positions') this.$nextTick(this.drawPayoutChart)
       }
     },
     positionDeposits(position) {
@@ -97,30 +315,31 @@ window.SMPositions = {
         payoutChart = null
       }
       const canvas = this.$refs.payoutChart
-      if (!canvas || !window.Chart || !this.payoutSeries.length) return
+      if (!canvas || !window.Chart || !this.series.length) return
       const primary = Quasar.colors.getPaletteColor('primary')
       const {r, g, b} = Quasar.colors.textToRgb(primary)
       const bars = `rgba(${r}, ${g}, ${b}, 0.35)`
-      const series = this.payoutSeries
+      const series = this.series
       payoutChart = new Chart(canvas.getContext('2d'), {
         type: 'bar',
         data: {
-          labels: series.map(p => SM.date(p.at)),
+          labels: series.map(p => SM.day(p.date)),
           datasets: [
             {
               type: 'line',
-              label: 'Sats received in total',
-              data: series.map(p => p.total),
+              label: 'Sats stacked',
+              data: series.map(p => p.cumulative_sats),
               borderColor: primary,
               backgroundColor: primary,
               yAxisID: 'total',
-              pointRadius: 3
+              pointRadius: series.length > 60 ? 0 : 3
             },
             {
-              label: 'Sats per payout',
+              label: 'Sats that day',
               data: series.map(p => p.sats),
               backgroundColor: bars,
               borderRadius: 4,
+              maxBarThickness: 24,
               yAxisID: 'each'
             }
           ]
@@ -152,6 +371,63 @@ window.SMPositions = {
           }
         }
       })
+    },
+    // The form starts from the position's preferences as the API has them
+    // (GET /lp/positions/{id}: the daily limit and the operator's maximum).
+    async openPrefsDialog(position) {
+      const dialog = this.prefsDialog
+      let prefs
+      try {
+        prefs = await SM.request('GET', `/lp/positions/${position.client_id}`)
+      } catch (error) {
+        SM.notifyError(error, 'Could not load your preferences')
+        return
+      }
+      dialog.position = position
+      dialog.maxLimit = prefs.max_fixed_mode_daily_limit
+      dialog.data = {
+        wallet_id: prefs.wallet_id,
+        dca_mode: prefs.dca_mode,
+        fixed_mode_daily_limit: present(prefs.fixed_mode_daily_limit)
+          ? String(prefs.fixed_mode_daily_limit)
+          : '',
+        autoforward_enabled: !!prefs.autoforward_enabled,
+        autoforward_address: prefs.autoforward_address || '',
+        autoforward_threshold_sats: present(prefs.autoforward_threshold_sats)
+          ? String(prefs.autoforward_threshold_sats)
+          : ''
+      }
+      dialog.show = true
+    },
+    async savePrefs() {
+      const dialog = this.prefsDialog
+      const d = dialog.data
+      const body = {
+        wallet_id: d.wallet_id,
+        dca_mode: d.dca_mode,
+        fixed_mode_daily_limit:
+          d.dca_mode === 'fixed' ? String(d.fixed_mode_daily_limit).trim() : null,
+        autoforward_enabled: !!d.autoforward_enabled
+      }
+      if (d.autoforward_enabled) {
+        body.autoforward_address = d.autoforward_address.trim()
+        body.autoforward_threshold_sats = Number(d.autoforward_threshold_sats)
+      }
+      dialog.saving = true
+      try {
+        await SM.request(
+          'PUT',
+          `/lp/positions/${dialog.position.client_id}`,
+          body
+        )
+        SM.notifyDone('Saved your preferences')
+        dialog.show = false
+        await this.loadPositions()
+      } catch (error) {
+        SM.notifyError(error, 'Could not save your preferences')
+      } finally {
+        dialog.saving = false
+      }
     },
     async loadSuperConfig() {
       try {

@@ -12,7 +12,13 @@ window.SMSettlements = {
       settlementsMore: false,
       settlementFilter: {status: null, machine_id: null},
       stuck: [],
-      detail: {show: false, loading: false, settlement: null, legs: []},
+      detail: {
+        show: false,
+        loading: false,
+        settlement: null,
+        legs: [],
+        wait_reason: null
+      },
       noteDialog: {show: false, saving: false, text: ''},
       partialDialog: {
         show: false,
@@ -143,6 +149,7 @@ window.SMSettlements = {
         const data = await SM.request('GET', `/settlements/${id}`)
         this.detail.settlement = data.settlement
         this.detail.legs = data.legs
+        this.detail.wait_reason = data.wait_reason
       } catch (error) {
         this.detail.show = false
         SM.notifyError(error, 'Could not open the settlement')

@@ -109,9 +109,12 @@ class Session:
         """Quasar puts a q-input's or q-select's attributes on its input."""
         return self.page.locator(f'[data-test="{name}"]')
 
-    def shot(self, folder: Path, name: str) -> None:
-        """A screenshot once requests, notifications and transitions are done."""
+    def shot(self, folder: Path, name: str, full_page: bool = False) -> None:
+        """A screenshot once requests, notifications and transitions are done
+        (``full_page``: the whole page from its top, not only the window)."""
         page = self.page
+        if full_page:
+            page.evaluate("window.scrollTo(0, 0)")
         page.evaluate("document.activeElement && document.activeElement.blur()")
         page.mouse.move(1400, 940)  # no hover highlight
         expect(page.locator(".q-notification")).to_have_count(0, timeout=15_000)
@@ -119,7 +122,7 @@ class Session:
         page.wait_for_timeout(500)
         # 256 colours keep the PNGs small enough for the repository.
         raw = folder / f"{name}.png.tmp"
-        page.screenshot(path=str(raw), type="png")
+        page.screenshot(path=str(raw), type="png", full_page=full_page)
         with Image.open(raw) as image:
             small = image.convert("RGB").quantize(
                 colors=256, method=Image.Quantize.FASTOCTREE
@@ -169,6 +172,8 @@ def test_operator_sells_and_lp_sees_payout(
     with browser_session(browser, lnbits.base) as s:
         page = s.page
         s.login(operator)
+        s.test_id("overview").wait_for()  # the first tab
+        s.tab("Machines")
 
         # --- a machine --------------------------------------------------------
         page.get_by_text("No machines yet").wait_for()
@@ -368,6 +373,7 @@ def test_operator_reads_errors_and_stuck_settlements(
     with browser_session(browser, lnbits.base) as s:
         page = s.page
         s.login(operator)
+        s.tab("Machines")
 
         # A second machine with the same npub: the API's reason, in words.
         s.test_id("add-machine").click()
@@ -395,3 +401,175 @@ def test_operator_reads_errors_and_stuck_settlements(
         # Chromium reports the refused request (409) itself; nothing else.
         refused = "the server responded with a status of 409"
         assert [e for e in s.errors if refused not in e] == [], s.errors
+
+
+# --- overview and machine health -------------------------------------------------
+
+
+def keypair() -> tuple[bytes, str]:
+    from coincurve import PublicKeyXOnly
+
+    secret = os.urandom(32)
+    data = convertbits(PublicKeyXOnly.from_secret(secret).format(), 8, 5)
+    assert data is not None
+    return secret, bech32_encode("npub", data)
+
+
+def signed_beacon(secret: bytes, content: dict) -> dict:
+    """A kind-30078 beacon, signed as the machine's firmware signs it."""
+    import hashlib
+    import json
+
+    from coincurve import PrivateKey, PublicKeyXOnly
+
+    event: dict = {
+        "pubkey": PublicKeyXOnly.from_secret(secret).format().hex(),
+        "created_at": int(time.time()),
+        "kind": 30078,
+        "tags": [["d", "bitspire-telemetry"]],
+        "content": json.dumps(content),
+    }
+    serialized = json.dumps(
+        [
+            0,
+            event["pubkey"],
+            event["created_at"],
+            30078,
+            event["tags"],
+            event["content"],
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    event["id"] = hashlib.sha256(serialized.encode()).hexdigest()
+    event["sig"] = PrivateKey(secret).sign_schnorr(bytes.fromhex(event["id"])).hex()
+    return event
+
+
+def test_overview_and_machine_health(
+    lnbits: Any, browser: Any, screenshots: Path
+) -> None:
+    """The overview (the first tab) adds up the day's sales with their
+    commission and what the LPs are owed, and charts them per machine; the
+    Machines tab shows which machine is online, when each last reported and
+    its cassettes, a low one marked."""
+    lnbits.superuser()  # the first install, if this test runs alone
+    operator = lnbits.register("operator", wallets=("Kiosk", "Plaza", "Ops"))
+    customer = lnbits.register("customer")
+    lp = lnbits.register("lp")
+    lnbits.credit(customer.wallets[0].id, 1_000_000)
+    machines = {}
+    secrets_ = {}
+    for name in ("Kiosk", "Plaza"):
+        secret, npub = keypair()
+        secrets_[name] = secret
+        machines[name] = lnbits.api(
+            operator,
+            "POST",
+            "/machines",
+            json={
+                "npub": npub,
+                "wallet_id": operator.wallet(name).id,
+                "name": f"{name} ATM",
+                "currency": "GTQ",
+            },
+        )
+    lnbits.api(
+        operator,
+        "PUT",
+        "/commission-splits",
+        json={"legs": [{"wallet_id": operator.wallet("Ops").id, "pct": "1"}]},
+    )
+    client = lnbits.api(
+        operator,
+        "POST",
+        "/clients",
+        json={
+            "machine_id": machines["Kiosk"]["id"],
+            "user_id": lp.id,
+            "wallet_id": lp.wallets[0].id,
+        },
+    )
+    deposit = lnbits.api(
+        operator,
+        "POST",
+        "/deposits",
+        json={"client_id": client["id"], "amount": "3000", "currency": "GTQ"},
+    )
+    lnbits.api(
+        operator,
+        "PUT",
+        f"/deposits/{deposit['id']}/status",
+        json={"status": "confirmed"},
+    )
+    sale_count = {"Kiosk": 2, "Plaza": 1}
+
+    async def sell_all() -> None:
+        async with httpx.AsyncClient(base_url=lnbits.base, timeout=30) as http:
+            for name, count in sale_count.items():
+                sale = Sale(SALE_FIAT, RATE, FEE_PCT, "GTQ", machines[name]["npub"])
+                await run(
+                    http,
+                    machine_inkey=operator.wallet(name).inkey,
+                    customer_adminkey=customer.wallets[0].adminkey,
+                    sale=sale,
+                    count=count,
+                )
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, sell_all()).result(timeout=120)
+    for _ in range(120):
+        done = lnbits.api(
+            operator, "GET", "/settlements", params={"status": "processed"}
+        )
+        if len(done) == 3:
+            break
+        time.sleep(0.25)
+    assert len(done) == 3, done
+    beacon = {
+        "firmware_version": "1.4.2",
+        "cassettes": [
+            {"position": 1, "denomination": 50, "count": 310},
+            {"position": 2, "denomination": 100, "count": 12},
+        ],
+    }
+    posted = lnbits.http.post(
+        "/satmachineadmin/api/v1/dca/telemetry",
+        json=signed_beacon(secrets_["Kiosk"], beacon),
+    )
+    assert posted.status_code == 200, posted.text
+    gross = 3 * (NET + COMMISSION)
+
+    with browser_session(browser, lnbits.base) as s:
+        page = s.page
+        s.login(operator)
+        today = s.test_id("sales-today")
+        expect(today.locator('[data-test="sales-count"]')).to_contain_text("3 sales")
+        expect(today.locator('[data-test="sales-gross"]')).to_have_text(sats(gross))
+        expect(today).to_contain_text("GTQ 1,500.00")
+        expect(s.test_id("overview-liabilities")).to_contain_text("GTQ 2,000.00")
+        expect(s.test_id("overview-attention")).to_contain_text("0 errored")
+        s.test_id("sales-chart").wait_for()
+        expect(page.get_by_text("1 of 2 machines online")).to_be_visible()
+        s.shot(screenshots, "overview")
+
+        s.choose(s.test_id("overview-days"), "7 days")
+        expect(page.get_by_text("Last 7 days").first).to_be_visible()
+
+        s.tab("Machines")
+        table = s.test_id("machines-table")
+        kiosk = table.locator("tbody tr").filter(has_text="Kiosk ATM")
+        plaza = table.locator("tbody tr").filter(has_text="Plaza ATM")
+        expect(kiosk.locator('[data-test="machine-online"]')).to_have_text("online")
+        expect(plaza.locator('[data-test="machine-online"]')).to_have_text("offline")
+        expect(plaza.locator('[data-test="machine-last-seen"]')).to_have_text(
+            "never reported"
+        )
+        cassettes = kiosk.locator('[data-test="machine-cassettes"] .q-chip')
+        expect(cassettes).to_have_count(2)
+        expect(cassettes.nth(0)).to_contain_text("50 \u00d7 310")
+        expect(cassettes.nth(1)).to_contain_text("100 \u00d7 12")
+        expect(cassettes.nth(1)).to_have_class(re.compile("bg-negative"))
+        expect(cassettes.nth(0)).not_to_have_class(re.compile("bg-negative"))
+        s.shot(screenshots, "machine-health")
+        assert s.errors == [], s.errors

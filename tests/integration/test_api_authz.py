@@ -39,10 +39,11 @@ class Route:
     owner_sees: Fn | None = None  # a string the owner's answer must contain
     lp_sees: Fn | None = None  # a string the LP's answer must contain
     lp_route: bool = False  # the LP's own view: it may see its positions
+    anon: int = 401  # a route without login says otherwise
 
     def expected(self, caller: str) -> int:
         if caller == ANON:
-            return 401
+            return self.anon
         if caller == OWNER:
             return self.owner
         if caller == LP and self.lp is not None:
@@ -188,13 +189,92 @@ ROUTES = [
       super_=200,
       body=lambda w, a: {"super_fee_pct": "0.25",
                          "super_fee_wallet_id": a[SUPER].wallet.id}),
+    # fixed mode
+    r("GET", "/fixed-schedule", lambda w, a: "/fixed-schedule", **ALL_OK),
+    r("GET", "/fixed-schedule?machine_id=",
+      lambda w, a: f"/fixed-schedule?machine_id={w.machine.id}"),
+    r("PUT", "/fixed-schedule (machine)", lambda w, a: "/fixed-schedule",
+      body=lambda w, a: {"machine_id": w.machine.id, "times": ["09:00"],
+                         "timezone": "UTC"},
+      owner_sees=lambda w, a: w.machine.id),
+    r("PUT", "/fixed-schedule (default)", lambda w, a: "/fixed-schedule", **ALL_OK,
+      body=lambda w, a: {"times": ["09:00", "15:00"], "timezone": "UTC"}),
+    r("DELETE", "/fixed-schedule?machine_id=",
+      lambda w, a: f"/fixed-schedule?machine_id={w.machine.id}", owner=204),
+    r("DELETE", "/fixed-schedule (default)", lambda w, a: "/fixed-schedule",
+      owner=204, other=204),
+    r("POST", "/machines/{id}/fixed-slots/run (no schedule)",
+      lambda w, a: f"/machines/{w.machine.id}/fixed-slots/run", owner=409,
+      body=lambda w, a: {"slot": "09:00"}),
+    r("GET", "/machines/{id}/fixed-slots/preview",
+      lambda w, a: f"/machines/{w.machine.id}/fixed-slots/preview",
+      owner_sees=lambda w, a: w.machine.id),
+    r("GET", "/machines/{id}/fixed-slots",
+      lambda w, a: f"/machines/{w.machine.id}/fixed-slots"),
+    # notifications
+    r("GET", "/notifications", lambda w, a: "/notifications", **ALL_OK),
+    r("PUT", "/notifications", lambda w, a: "/notifications", **ALL_OK,
+      body=lambda w, a: {"stuck_after_minutes": 40}),
+    r("GET", "/notifications/log", lambda w, a: "/notifications/log", **ALL_OK),
+    r("GET", "/notifications/problems", lambda w, a: "/notifications/problems",
+      **ALL_OK),
     # the LP's own view
     r("GET", "/lp/positions", lambda w, a: "/lp/positions", **ALL_OK, lp_route=True,
       lp_sees=lambda w, a: w.client.id),
     r("GET", "/lp/payments", lambda w, a: "/lp/payments", **ALL_OK, lp_route=True),
     r("GET", "/lp/deposits", lambda w, a: "/lp/deposits", **ALL_OK, lp_route=True,
       lp_sees=lambda w, a: w.confirmed_deposit.id),
+    # telemetry, health, overview
+    r("POST", "/telemetry", lambda w, a: "/telemetry", owner=403, other=403,
+      anon=403, body=lambda w, a: _stranger_beacon()),  # a login grants nothing
+    r("GET", "/machines/{id}/telemetry",
+      lambda w, a: f"/machines/{w.machine.id}/telemetry",
+      owner_sees=lambda w, a: w.machine.id),
+    r("GET", "/health/machines", lambda w, a: "/health/machines", **ALL_OK,
+      owner_sees=lambda w, a: w.machine.id),
+    r("GET", "/relays", lambda w, a: "/relays", **ALL_OK),
+    r("PUT", "/relays", lambda w, a: "/relays", **ALL_OK,
+      body=lambda w, a: {"relays": [], "offline_after_minutes": 10}),
+    r("GET", "/overview", lambda w, a: "/overview", **ALL_OK,
+      owner_sees=lambda w, a: w.machine.id),
+    r("GET", "/health", lambda w, a: "/health", **ALL_OK,
+      owner_sees=lambda w, a: '"scope":"operator"'),
+    # invites and the LP's self-service (issue 14)
+    r("POST", "/invites", lambda w, a: "/invites", owner=201,
+      body=lambda w, a: {"machine_id": w.machine.id},
+      owner_sees=lambda w, a: '"code"'),
+    r("GET", "/invites", lambda w, a: "/invites", **ALL_OK,
+      owner_sees=lambda w, a: w.invite.code),
+    r("DELETE", "/invites/{id}", lambda w, a: f"/invites/{w.invite.id}", owner=204),
+    r("GET", "/clients/{id}/preferences",
+      lambda w, a: f"/clients/{w.client.id}/preferences",
+      owner_sees=lambda w, a: '"lp_managed":false'),
+    r("GET", "/lp/invites/{code}", lambda w, a: f"/lp/invites/{w.invite.code}",
+      owner=404, lp=200, lp_route=True, lp_sees=lambda w, a: w.machine.name),
+    r("POST", "/lp/invites/{code}/accept (already has a position)",
+      lambda w, a: f"/lp/invites/{w.invite.code}/accept", owner=404, lp=409,
+      lp_route=True, body=lambda w, a: {"wallet_id": a[LP].wallet.id}),
+    r("GET", "/lp/positions/{id}", lambda w, a: f"/lp/positions/{w.client.id}",
+      owner=404, lp=200, lp_route=True, lp_sees=lambda w, a: w.client.id),
+    r("PUT", "/lp/positions/{id} (a wallet not the LP's)",
+      lambda w, a: f"/lp/positions/{w.client.id}", owner=404, lp=422,
+      lp_route=True, body=lambda w, a: {"wallet_id": a[OTHER].wallet.id}),
+    r("GET", "/lp/dashboard", lambda w, a: "/lp/dashboard", **ALL_OK, lp_route=True,
+      lp_sees=lambda w, a: w.client.id),
+    r("GET", "/lp/payments/series", lambda w, a: "/lp/payments/series?range=all",
+      **ALL_OK, lp_route=True),
+    r("GET", "/lp/export/payments.csv", lambda w, a: "/lp/export/payments.csv",
+      **ALL_OK, lp_route=True),
 ]  # fmt: skip
+
+
+def _stranger_beacon() -> dict:
+    """A correctly signed beacon from a key that is no machine's."""
+    import os
+
+    from satmachineadmin.telemetry import sign_event
+
+    return sign_event(os.urandom(32), 30078, "{}")
 
 
 def test_the_matrix_covers_every_route(app):
@@ -208,7 +288,8 @@ def test_the_matrix_covers_every_route(app):
     covered = {(row.method, row.template.split(" ")[0].split("?")[0]) for row in ROUTES}
     normalised = {
         (m, p.replace("{machine_id}", "{id}").replace("{client_id}", "{id}")
-         .replace("{deposit_id}", "{id}").replace("{settlement_id}", "{id}"))
+         .replace("{deposit_id}", "{id}").replace("{settlement_id}", "{id}")
+         .replace("{invite_id}", "{id}"))
         for m, p in declared
     }  # fmt: skip
     assert normalised - covered == set()
@@ -238,6 +319,7 @@ def _lp_visible(world: World) -> set[str]:
         world.spare_client.id,
         world.pending_deposit.id,
         world.confirmed_deposit.id,
+        world.invite.code,
     }
 
 

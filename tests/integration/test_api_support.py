@@ -219,6 +219,23 @@ async def insert_settlement(settlement, legs=()) -> None:
             await crud.insert_legs(list(legs), conn)
 
 
+async def add_invite(machine, lp: Actor | None = None):
+    from satmachineadmin import crud, crud_lp, lp_self
+    from satmachineadmin.models import Invite, utc_now
+
+    return await crud_lp.create_invite(
+        Invite(
+            id=crud.new_id(),
+            code=lp_self.new_invite_code(),
+            machine_id=machine.id,
+            operator_user_id=machine.operator_user_id,
+            username=lp.username if lp else None,
+            user_id=lp.id if lp else None,
+            expires_at=utc_now() + lp_self.INVITE_TTL,
+        )
+    )
+
+
 @dataclass
 class World:
     """One operator's resources, all fresh."""
@@ -233,6 +250,7 @@ class World:
     confirmed_deposit: Any
     settlement: Any  # errored, one failed leg, nothing paid
     legs: list[Any]
+    invite: Any  # to `machine`, bound to the LP (who already has a position)
     free_wallet_id: str  # the operator's, fresh, bound to no machine
     funding_wallet_id: str  # the operator's second wallet
     split_wallet_id: str  # the operator's first wallet
@@ -297,7 +315,9 @@ async def build_world(operator: Actor, lp: Actor, *, funded: bool = True) -> Wor
             CommissionSplitLeg(wallet_id=free_wallet, pct=Decimal("0.4"), label="b"),
         ],
     )
+    invite = await add_invite(machine, lp)
     return World(
+        invite=invite,
         operator=operator,
         lp=lp,
         machine=machine,
@@ -352,6 +372,11 @@ async def snapshot(world: World) -> dict[str, Any]:
     for wallet_id in world.wallet_ids:
         state[f"wallet:{wallet_id}"] = await wallet_balance(wallet_id)
     state["super_config"] = (await crud.get_super_config()).dict(exclude={"updated_at"})
+    from satmachineadmin import crud_lp
+
+    state["invite"] = _dump(await crud_lp.get_invite(world.invite.id))
+    for c in (world.client, world.spare_client):
+        state[f"preferences:{c.id}"] = _dump(await crud_lp.get_preferences(c.id))
     return state
 
 
@@ -373,5 +398,7 @@ def secrets(world: World) -> list[str]:
         world.settlement.payment_hash,
         *(leg.id for leg in world.legs),
         *world.wallet_ids,
+        world.invite.id,
+        world.invite.code,
     ]
     return [v for v in values if v]

@@ -1,0 +1,60 @@
+"""The sources loop (one permanent task): polls each active Lamassu machine
+when its interval is due, and releases settlements awaiting funds once their
+machine wallet is topped up. Both find their work in the database (the poll
+status, the settlement rows), so a restart loses nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+from loguru import logger
+
+from . import crud, crud_sources, funding, lamassu
+
+TICK_SECONDS = 5
+FUNDING_CHECK_SECONDS = 15
+
+_last_poll: dict[str, float] = {}  # machine id -> monotonic time of last poll
+
+
+async def poll_due(queue: Callable[[str], None]) -> int:
+    """Poll the Lamassu machines whose interval has passed; returns landed."""
+    landed = 0
+    now = time.monotonic()
+    for source in await crud_sources.list_lamassu_sources():
+        last = _last_poll.get(source.machine_id)
+        if last is not None and now - last < source.poll_seconds:
+            continue
+        machine = await crud.get_machine(source.machine_id)
+        if machine is None or not machine.is_active or machine.source != "lamassu":
+            continue
+        _last_poll[source.machine_id] = now
+        outcome = await lamassu.poll(machine, source)
+        for settlement in outcome.landed:
+            if settlement.status == "pending":
+                queue(settlement.id)
+        landed += len(outcome.landed)
+    return landed
+
+
+async def release_funded(queue: Callable[[str], None]) -> int:
+    ids = await funding.release_funded()
+    for settlement_id in ids:
+        queue(settlement_id)
+    return len(ids)
+
+
+async def sources_loop(queue: Callable[[str], None]) -> None:
+    last_funding = 0.0
+    while True:
+        try:
+            await poll_due(queue)
+            if time.monotonic() - last_funding >= FUNDING_CHECK_SECONDS:
+                last_funding = time.monotonic()
+                await release_funded(queue)
+        except Exception as exc:  # never stop: the next tick tries again
+            # No traceback: a driver's exception could carry connection details.
+            logger.error(f"satmachineadmin: sources loop: {exc.__class__.__name__}")
+        await asyncio.sleep(TICK_SECONDS)

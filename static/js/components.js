@@ -1,0 +1,192 @@
+// Small shared components of the satmachineadmin page, so that every view
+// looks the same and a new view is short:
+//
+//   <dca-section title caption>   a card's header: title, caption, then the
+//                                 #filters and #actions slots on the right
+//   <dca-table rows columns loading rows-per-page empty-*>
+//                                 a flat dense q-table with the #body slot
+//                                 passed through; when there are no rows,
+//                                 <dca-empty> from the empty-* props with
+//                                 the #empty-actions slot, or the #empty slot
+//   <dca-empty icon title text>   the empty state: an icon, a title and a
+//                                 line of help, then the default slot (a
+//                                 button); without icon and title, one grey
+//                                 line
+//   <dca-loading rows type>       skeletons while a form loads
+//   <dca-refresh loading @click>  the round refresh button
+//   <dca-stat label value sub>    a labelled number (dashboard, details)
+//   <dca-form-actions label loading disable test>
+//                                 a dialog form's Cancel and submit buttons
+//
+// Loaded after index.js (which creates window.app) and before LNbits mounts
+// the app (base.html mounts it after the extension's scripts).
+
+;(function (app) {
+  app.component('dca-empty', {
+    props: {
+      icon: {type: String, default: ''},
+      title: {type: String, default: ''},
+      text: {type: String, default: ''}
+    },
+    template: `
+      <div
+        v-if="icon || title"
+        class="full-width column items-center q-pa-lg text-center"
+        data-test="empty"
+      >
+        <q-icon v-if="icon" :name="icon" size="lg" color="grey"></q-icon>
+        <div v-if="title" class="text-subtitle2 q-mt-sm" v-text="title"></div>
+        <div
+          v-if="text"
+          class="text-caption text-grey"
+          :class="$slots.default ? 'q-mb-md' : ''"
+          v-text="text"
+        ></div>
+        <slot></slot>
+      </div>
+      <div
+        v-else
+        class="full-width text-center text-grey q-pa-md"
+        data-test="empty"
+      >
+        <span v-text="text"></span><slot></slot>
+      </div>`
+  })
+
+  app.component('dca-table', {
+    props: {
+      rows: {type: Array, required: true},
+      columns: {type: Array, required: true},
+      loading: {type: Boolean, default: false},
+      rowKey: {type: String, default: 'id'},
+      rowsPerPage: {type: Number, default: 20},
+      emptyIcon: {type: String, default: ''},
+      emptyTitle: {type: String, default: ''},
+      emptyText: {type: String, default: ''}
+    },
+    template: `
+      <q-table
+        flat
+        dense
+        :row-key="rowKey"
+        :rows="rows"
+        :columns="columns"
+        :loading="loading"
+        :pagination="{rowsPerPage: rowsPerPage}"
+      >
+        <template v-slot:no-data>
+          <template v-if="!loading">
+            <slot name="empty">
+              <dca-empty
+                :icon="emptyIcon"
+                :title="emptyTitle"
+                :text="emptyText"
+              >
+                <template v-if="$slots['empty-actions']" v-slot:default>
+                  <slot name="empty-actions"></slot>
+                </template>
+              </dca-empty>
+            </slot>
+          </template>
+        </template>
+        <template v-if="$slots.body" v-slot:body="props">
+          <slot name="body" v-bind="props"></slot>
+        </template>
+      </q-table>`
+  })
+
+  app.component('dca-section', {
+    props: {
+      title: {type: String, default: ''},
+      caption: {type: String, default: ''},
+      // The title's column: 'col' by default, 'col-12 col-md' beside filters.
+      titleClass: {type: String, default: 'col'}
+    },
+    template: `
+      <q-card-section class="row items-center q-col-gutter-sm">
+        <div :class="titleClass">
+          <div class="text-subtitle1"><slot name="title">{{ title }}</slot></div>
+          <div v-if="caption || $slots.caption" class="text-caption text-grey">
+            <slot name="caption">{{ caption }}</slot>
+          </div>
+        </div>
+        <slot name="filters"></slot>
+        <div v-if="$slots.actions" class="col-auto">
+          <slot name="actions"></slot>
+        </div>
+      </q-card-section>`
+  })
+
+  app.component('dca-loading', {
+    props: {
+      rows: {type: Number, default: 2},
+      type: {type: String, default: 'QInput'}
+    },
+    template: `
+      <q-card-section data-test="loading">
+        <q-skeleton
+          v-for="i in rows"
+          :key="i"
+          :type="type"
+          :class="type === 'QInput' && i < rows ? 'q-mb-sm' : ''"
+        ></q-skeleton>
+      </q-card-section>`
+  })
+
+  app.component('dca-refresh', {
+    props: {loading: {type: Boolean, default: false}},
+    emits: ['click'],
+    template: `
+      <q-btn
+        flat
+        round
+        icon="refresh"
+        :loading="loading"
+        @click="$emit('click')"
+        ><q-tooltip>Refresh</q-tooltip></q-btn
+      >`
+  })
+
+  app.component('dca-stat', {
+    props: {
+      label: {type: String, required: true},
+      value: {type: String, default: '–'},
+      sub: {type: String, default: ''},
+      // The value's size: 'text-subtitle1' in details, 'text-h6' on cards.
+      size: {type: String, default: 'text-subtitle1'},
+      valueClass: {type: String, default: ''},
+      // data-test of the value itself (browser tests read it).
+      valueTest: {type: String, default: 'stat-value'}
+    },
+    template: `
+      <div>
+        <div class="text-caption text-grey" v-text="label"></div>
+        <div :class="[size, valueClass]" v-text="value" :data-test="valueTest"></div>
+        <div v-if="sub" class="text-caption text-grey" v-text="sub"></div>
+        <slot></slot>
+      </div>`
+  })
+
+  app.component('dca-form-actions', {
+    props: {
+      label: {type: String, default: 'Save'},
+      loading: {type: Boolean, default: false},
+      disable: {type: Boolean, default: false},
+      // data-test of the submit button (browser tests click it).
+      test: {type: String, default: null}
+    },
+    template: `
+      <div class="row justify-end q-gutter-sm">
+        <q-btn flat color="grey" label="Cancel" v-close-popup></q-btn>
+        <q-btn
+          unelevated
+          color="primary"
+          type="submit"
+          :label="label"
+          :loading="loading"
+          :disable="disable"
+          :data-test="test"
+        ></q-btn>
+      </div>`
+  })
+})(window.app)

@@ -1,0 +1,143 @@
+// Overview tab (the console's first): sales today / 7 days / the chosen
+// period, commission, what the LPs are still owed, sats held in the machine
+// wallets and why, what needs attention, and a daily sales chart per machine.
+// Also the machines' health (online, last seen, cassettes) shown in the
+// Machines tab.
+
+let salesChart = null // a Chart.js instance: kept out of Vue's reactivity
+
+window.SMOverview = {
+  data() {
+    return {
+      overview: null,
+      overviewLoading: false,
+      overviewDays: 30,
+      overviewDayOptions: [
+        {value: 7, label: '7 days'},
+        {value: 30, label: '30 days'},
+        {value: 90, label: '90 days'}
+      ],
+      machineHealth: {}
+    }
+  },
+  computed: {
+    overviewWindows() {
+      if (!this.overview) return []
+      const sales = this.overview.sales
+      return [
+        {key: 'today', label: 'Today', data: sales.today},
+        {key: '7d', label: 'Last 7 days', data: sales['7d']},
+        {
+          key: 'period',
+          label: `Last ${this.overview.days} days`,
+          data: sales.period
+        }
+      ]
+    },
+    overviewLiabilities() {
+      return Object.entries((this.overview && this.overview.lp_liabilities) || {})
+    },
+    overviewHeld() {
+      return (this.overview && this.overview.held_in_machine_wallets) || null
+    },
+    onlineCount() {
+      return this.machines.filter(m => m.online).length
+    }
+  },
+  methods: {
+    async loadOverview() {
+      this.overviewLoading = true
+      try {
+        this.overview = await SM.request('GET', '/overview', null, {
+          days: this.overviewDays
+        })
+        this.$nextTick(this.drawSalesChart)
+      } catch (error) {
+        SM.notifyError(error, 'Could not load the overview')
+      } finally {
+        this.overviewLoading = false
+      }
+    },
+    async loadMachineHealth() {
+      try {
+        const rows = await SM.request('GET', '/health/machines')
+        this.machineHealth = Object.fromEntries(
+          rows.map(row => [row.machine_id, row])
+        )
+      } catch (error) {
+        SM.notifyError(error, 'Could not load the machines’ health')
+      }
+    },
+    fiatList(fiat) {
+      const entries = Object.entries(fiat || {})
+      if (!entries.length) return '–'
+      return entries.map(([cur, amount]) => SM.fiat(amount, cur)).join(' · ')
+    },
+    lastSeenText(machine) {
+      if (!machine.last_seen_at) return 'never reported'
+      return `seen ${SM.date(machine.last_seen_at)}`
+    },
+    cassetteLow(machineId, cassette) {
+      const health = this.machineHealth[machineId]
+      if (!health) return false
+      return (health.low_cassettes || []).some(
+        low => low.position === cassette.position
+      )
+    },
+    drawSalesChart() {
+      if (salesChart) {
+        salesChart.destroy()
+        salesChart = null
+      }
+      const canvas = this.$refs.salesChart
+      const series = this.overview && this.overview.series
+      if (!canvas || !window.Chart || !series || !series.machines.length) return
+      const primary = Quasar.colors.getPaletteColor('primary')
+      const {r, g, b} = Quasar.colors.textToRgb(primary)
+      const shades = [1, 0.55, 0.3, 0.8, 0.4, 0.2]
+      salesChart = new Chart(canvas.getContext('2d'), {
+        type: 'bar',
+        data: {
+          labels: series.days,
+          datasets: series.machines.map((machine, i) => ({
+            label: machine.name,
+            data: machine.gross_sats,
+            backgroundColor: `rgba(${r}, ${g}, ${b}, ${shades[i % shades.length]})`,
+            borderRadius: 3,
+            stack: 'sales'
+          }))
+        },
+        options: {
+          responsive: true,
+          maintainAspectRatio: false,
+          animation: false,
+          interaction: {mode: 'index', intersect: false},
+          plugins: {
+            tooltip: {
+              callbacks: {
+                label: ctx => `${ctx.dataset.label}: ${SM.sats(ctx.parsed.y)}`
+              }
+            }
+          },
+          scales: {
+            x: {stacked: true},
+            y: {
+              stacked: true,
+              beginAtZero: true,
+              ticks: {callback: v => LNbits.utils.formatSat(v)}
+            }
+          }
+        }
+      })
+    }
+  },
+  watch: {
+    overviewDays() {
+      this.loadOverview()
+    },
+    // Whenever the machine list is (re)loaded, read their health too.
+    machines() {
+      this.loadMachineHealth()
+    }
+  }
+}

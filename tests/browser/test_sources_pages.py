@@ -1,0 +1,93 @@
+"""Sale sources on the page, in a real browser on a live LNbits: an operator
+adds a manual machine and records a sale by hand (the empty wallet makes it
+wait: the table shows what the machine owes), then a Lamassu machine whose
+connection is set, tested and polled from its dialog. The password typed in
+never comes back to the page. No console errors."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import Any
+
+from test_pages import browser_session
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
+from lamassu_db import HOST, PORT, create_lamassu_db, drop_lamassu_db
+
+try:
+    from playwright.sync_api import expect
+except ImportError:  # conftest.py skips these tests, saying why
+    expect = None
+
+
+def add_machine(s: Any, name: str, source_label: str, wallet: str) -> None:
+    page = s.page
+    s.test_id("add-machine").first.click()
+    s.choose(s.test_id("machine-source"), source_label)
+    expect(s.test_id("machine-npub")).to_have_count(0)  # no npub but bitSpire
+    s.test_id("machine-name").fill(name)
+    currency = s.test_id("machine-currency")
+    currency.click()
+    currency.fill("GTQ")
+    page.locator(".q-menu .q-item").filter(has_text="GTQ").first.click()
+    s.choose(s.test_id("machine-wallet"), wallet)
+    s.test_id("machine-save").click()
+    s.test_id("machines-table").get_by_text(name).wait_for()
+
+
+def test_manual_and_lamassu_sources_from_the_console(
+    lnbits: Any, browser: Any, screenshots: Path
+) -> None:
+    operator = lnbits.register("operator", wallets=("Manual ATM", "Lamassu ATM"))
+    lamassu = asyncio.run(create_lamassu_db())
+    try:
+        with browser_session(browser, lnbits.base) as s:
+            page = s.page
+            s.login(operator)
+
+            # --- a manual machine and a sale recorded by hand ------------------
+            add_machine(s, "Shop till", "Manual", "Manual ATM")
+            row = s.test_id("machines-table").locator("tr").filter(has_text="Shop till")
+            row.locator('[data-test="open-manual"]').click()
+            s.test_id("manual-reference").fill("receipt-0001")
+            s.test_id("manual-fiat").fill("2000")
+            s.test_id("manual-rate").fill("772800")
+            s.test_id("manual-commission").fill("8001")
+            s.test_id("manual-note").fill("paid in cash at the counter")
+            s.test_id("manual-save").click()
+            page.get_by_text("Recorded receipt-0001").wait_for()
+            # The wallet is empty: the sale waits, and the table says so.
+            expect(row.locator('[data-test="machine-owes"]')).to_contain_text(
+                "266,800", timeout=20_000
+            )
+            s.tab("Settlements")
+            page.get_by_text("awaiting_funds").first.wait_for(timeout=20_000)
+            s.tab("Machines")
+
+            # --- a Lamassu machine: set, test, poll ----------------------------
+            add_machine(s, "Antigua", "Lamassu", "Lamassu ATM")
+            row = s.test_id("machines-table").locator("tr").filter(has_text="Antigua")
+            row.locator('[data-test="open-lamassu"]').click()
+            s.test_id("lamassu-host").fill(HOST)
+            s.test_id("lamassu-port").fill(str(PORT))
+            s.test_id("lamassu-database").fill(lamassu.name)
+            s.test_id("lamassu-user").fill(lamassu.reader)
+            s.test_id("lamassu-password").fill(lamassu.reader_password)
+            s.choose(s.test_id("lamassu-sslmode"), "disable")
+            s.test_id("lamassu-device").fill("dev-a")
+            s.test_id("lamassu-save").click()
+            page.get_by_text("Lamassu connection saved").wait_for()
+            page.get_by_text("A password is set").wait_for()
+            expect(s.test_id("lamassu-password")).to_have_value("")
+            s.test_id("lamassu-test").click()
+            expect(s.test_id("lamassu-test-result")).to_contain_text("Connection works")
+            s.test_id("lamassu-poll").click()
+            page.get_by_text("new sale(s) landed").wait_for()
+            expect(s.test_id("lamassu-status")).to_contain_text("Last success")
+            s.shot(screenshots, "lamassu")
+            assert lamassu.reader_password not in page.content()
+            assert s.errors == [], s.errors
+    finally:
+        asyncio.run(drop_lamassu_db(lamassu))
