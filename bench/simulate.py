@@ -755,6 +755,7 @@ def close_books(fleet: Fleet) -> Books:
     completed = [leg for leg in legs if leg["status"] == "completed"]
     wallets = {w.id: w for w in fleet.operator.wallets}
     wallets[fleet.fee_wallet.id] = fleet.fee_wallet
+    wallets.update({m.wallet.id: m.wallet for m in fleet.machines})
     for lp in fleet.lps:
         wallets[lp.actor.wallet.id] = lp.actor.wallet
     payments = {wid: fleet.lnbits_payments(w) for wid, w in wallets.items()}
