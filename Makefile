@@ -31,8 +31,9 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432
 TESTS ?= tests
 PYTEST_ARGS ?=
 RUN_ARGS ?=
+SIM_ARGS ?=
 
-.PHONY: help venv relay-venv demo run test test-pg lint checkruff checkformat mypy format check bench clean-run soak
+.PHONY: help venv relay-venv demo run test test-pg lint checkruff checkformat mypy format check bench clean-run soak simulate
 
 help:
 	@echo "make run       set up .venv and run LNbits + this extension on 127.0.0.1:5000"
@@ -44,6 +45,7 @@ help:
 	@echo "make check     lint + test"
 	@echo "make bench     run the benchmarks (bench/__main__.py)"
 	@echo "make soak      SIGKILL LNbits during payouts, many times (SOAK_ARGS, both databases)"
+	@echo "make simulate  a simulated month of a fleet, reconciled to the sat (SIM_ARGS=--help)"
 	@echo "make venv      create .venv and install LNbits and the dev tools"
 
 venv: $(STAMP)
@@ -122,6 +124,10 @@ SOAK_ARGS ?=
 soak: $(STAMP)
 	$(PY) tests/process/soak.py $(SOAK_ARGS)
 	SATMACHINE_TEST_POSTGRES=$(PG_URL) $(PY) tests/process/soak.py $(SOAK_ARGS)
+
+# A month of a fleet against a real LNbits process (bench/simulate.py).
+simulate: $(STAMP)
+	PG_URL=$(PG_URL) $(PY) -m bench.simulate $(SIM_ARGS)
 
 # Forget the local LNbits of `make run` (its database, users and password).
 clean-run:

@@ -1092,3 +1092,119 @@ class LpPositionPreferences(BaseModel):
     autoforward_next_try_at: datetime | None = None
     autoforward_last_error: str | None = None
     updated_at: datetime
+
+
+# --- reconciliation (issue 13) ---------------------------------------------
+
+
+class SourceSales(BaseModel):
+    source: str
+    count: int = 0
+    gross_sats: int = 0
+
+
+class LegTotal(BaseModel):
+    """Completed legs of one kind: how many, their sats and fiat charged."""
+
+    count: int = 0
+    sats: int = 0
+    fiat: Decimal = Decimal(0)
+
+
+class HeldSats(BaseModel):
+    """Sats that stay in the machine wallet, grouped by why."""
+
+    leg_type: str
+    status: str
+    reason: str
+    count: int = 0
+    sats: int = 0
+
+
+class WalletDifference(BaseModel):
+    """One thing LNbits and the ledger disagree on. ``balance_effect_msat`` is
+    what it does to (LNbits balance - ledger's expected balance); the effects
+    of all differences add up to the wallet's difference. A difference with
+    no effect on the balance (a destination wallet not credited) has 0."""
+
+    kind: str
+    balance_effect_msat: int
+    sats: int
+    explanation: str
+    leg_id: str | None = None
+    settlement_id: str | None = None
+    payment_hash: str | None = None
+
+
+class WalletReconciliation(BaseModel):
+    """The machine wallet now (not only the period): LNbits' balance against
+    sales in + other incoming (top-ups) - completed legs paid from it."""
+
+    wallet_id: str
+    lnbits_balance_msat: int
+    lnbits_balance_sats: int
+    sales_in_sats: int
+    other_incoming_msat: int
+    legs_out_sats: int
+    expected_balance_msat: int
+    expected_balance_sats: int
+    difference_msat: int
+    balanced: bool
+    differences: list[WalletDifference] = []
+
+
+class MachineReconciliation(BaseModel):
+    machine_id: str
+    machine_name: str
+    currency: str
+    wallet_id: str
+    sales_count: int = 0
+    sales_gross_sats: int = 0
+    sales_net_sats: int = 0
+    sales_commission_sats: int = 0
+    sales_fiat: Decimal = Decimal(0)
+    sales_by_source: list[SourceSales] = []
+    settlements_by_status: dict[str, int] = {}
+    platform_fee: LegTotal = Field(default_factory=LegTotal)
+    operator_split: LegTotal = Field(default_factory=LegTotal)
+    lp_flow: LegTotal = Field(default_factory=LegTotal)
+    lp_fixed: LegTotal = Field(default_factory=LegTotal)
+    lp_settlement: LegTotal = Field(default_factory=LegTotal)
+    autoforward: LegTotal = Field(default_factory=LegTotal)
+    autoforward_failed: int = 0
+    refund_paid: LegTotal = Field(default_factory=LegTotal)
+    refund_held_sats: int = 0
+    held: list[HeldSats] = []
+    held_sats: int = 0
+    # Settlements whose non-voided legs do not add up to the gross.
+    unbalanced_settlements: list[str] = []
+    wallet: WalletReconciliation
+    ok: bool
+
+
+class ReconciliationTotals(BaseModel):
+    machines: int = 0
+    sales_count: int = 0
+    sales_gross_sats: int = 0
+    platform_fee_sats: int = 0
+    operator_split_sats: int = 0
+    lp_flow_sats: int = 0
+    lp_fixed_sats: int = 0
+    lp_settlement_sats: int = 0
+    autoforward_sats: int = 0
+    refund_paid_sats: int = 0
+    refund_held_sats: int = 0
+    held_sats: int = 0
+    lnbits_balance_msat: int = 0
+    expected_balance_msat: int = 0
+    differences: int = 0
+    unbalanced_settlements: int = 0
+    ok: bool = True
+
+
+class ReconciliationReport(BaseModel):
+    since: datetime | None = None
+    until: datetime | None = None
+    generated_at: datetime
+    machines: list[MachineReconciliation]
+    totals: ReconciliationTotals

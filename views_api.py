@@ -60,6 +60,7 @@ from .views_api_helpers import (
 )
 from .views_api_lp import lp_router, platform_router
 from .views_api_lp_self import lp_self_router
+from .views_api_reconciliation import reconciliation_router
 from .views_api_settlements import settlements_router
 from .views_api_sources import sources_router
 from .views_api_telemetry import telemetry_public_router, telemetry_router
@@ -438,3 +439,4 @@ satmachineadmin_api_router.include_router(fixed_router)
 satmachineadmin_api_router.include_router(telemetry_router)
 satmachineadmin_api_router.include_router(telemetry_public_router)
 satmachineadmin_api_router.include_router(lp_self_router)
+satmachineadmin_api_router.include_router(reconciliation_router)

@@ -16,7 +16,8 @@ window.app = Vue.createApp({
     SMSources,
     SMFixed,
     SMOverview,
-    SMInvites
+    SMInvites,
+    SMReconciliation
   ],
   data() {
     return {

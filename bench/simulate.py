@@ -1,0 +1,1175 @@
+"""A month of a fleet, time-compressed, against a real LNbits process: does
+every sat add up at the end? (`make simulate`)
+
+    .venv/bin/python -m bench.simulate --sales 10000 --machines 5 --kills 3 \\
+        --db sqlite|postgres [--seed 13] [--report docs/simulation-sqlite.md]
+
+LNbits runs as a subprocess (``tests/process/lnbits_process.py``: FakeWallet,
+a fresh data folder or PostgreSQL database) and is driven over HTTP only, as
+bitSpire machines, customers, the operator and the super user would. A seeded
+plan (``random.Random(seed)``) lays out the month: sales at each machine
+(bitSpire payloads, old firmware without one, payloads that do not add up and
+are then settled by a partial dispense or a full refund), LPs joining and
+topping up their deposits mid-month (some deposits rejected), LP balances
+running out (sync mismatches: the rest stays in the machine wallet), a
+machine wallet too dry for an LP balance settlement and then topped up, and
+LNbits killed with SIGKILL and started again a few times. The simulated
+month is replayed as fast as LNbits goes; events that read the ledger wait
+for the pipeline to settle first (barriers), so the plan is reproducible; a
+kill lands wherever the pipeline happens to be.
+
+At the end it checks, against LNbits' own balances and payments (its
+``/api/v1/wallet`` and ``/api/v1/payments``) and the extension's ledger and
+reconciliation (``/satmachineadmin/api/v1/dca/...``), every invariant of
+issue 13, writes a report (per machine, per LP, totals) and exits 1 on any
+difference.
+
+Actors are pluggable (``ACTORS``): each lays out its events on the month's
+timeline and may add invariants. Lamassu and manual sales, fixed-mode slots
+and failing autoforwards are actors to add once their features are merged.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import random
+import resource
+import sys
+import time
+import uuid
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from decimal import ROUND_CEILING, Decimal
+from pathlib import Path
+from typing import Any, Protocol
+
+from bech32 import bech32_encode, convertbits
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "process"))
+sys.path.insert(0, str(REPO))
+
+from lnbits_process import Actor, LnbitsProcess, Wallet  # noqa: E402
+
+from bench.simulator import Sale  # noqa: E402
+
+SATS_PER_BTC = 100_000_000
+CURRENCY = "GTQ"
+BASE_RATE = Decimal(772_114)  # GTQ per BTC
+CENT = Decimal("0.01")
+FIAT_NOTES = (100, 200, 300, 500, 700, 1000, 1500, 2000)
+FINAL = ("processed", "partial", "refunded", "errored")
+PAGE = 1000
+CUSTOMER_CREDIT = 10_000_000  # sats; the most LNbits credits at once
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def make_npub(rng: random.Random) -> str:
+    data = convertbits(bytes(rng.getrandbits(8) for _ in range(32)), 8, 5)
+    assert data is not None
+    return bech32_encode("npub", data)
+
+
+# --- the fleet's state, as the simulator knows it ------------------------------
+
+
+@dataclass
+class SimMachine:
+    index: int
+    name: str
+    wallet: Wallet
+    npub: str
+    fallback_pct: Decimal | None = None
+    id: str = ""
+    planned_fiat: Decimal = Decimal(0)
+    source: str = "bitspire"  # lamassu and manual sales are paid elsewhere
+
+
+@dataclass
+class SimLp:
+    actor: Actor
+    machine: SimMachine
+    client_id: str = ""
+    confirmed_minor: int = 0
+
+
+@dataclass
+class SimSale:
+    machine: SimMachine
+    payment_hash: str
+    gross_sats: int
+    kind: str  # bitspire | fallback | invalid | manual
+
+    @property
+    def lightning(self) -> bool:
+        """Paid into the machine wallet (not a manual or Lamassu sale)."""
+        return self.kind in ("bitspire", "fallback", "invalid")
+
+
+@dataclass
+class Params:
+    sales: int = 10_000
+    machines: int = 5
+    kills: int = 3
+    db: str = "sqlite"
+    pg_url: str = "postgres://postgres@127.0.0.1:5432"
+    seed: int = 13
+    lps_per_machine: int = 3
+    days: int = 30
+    report: Path | None = None
+    settle_timeout: float = 900.0
+
+
+@dataclass(order=True)
+class Event:
+    """Something that happens at simulated time ``t`` (days). A barrier
+    event first waits until the pipeline has landed and paid every sale."""
+
+    t: float
+    seq: int
+    name: str = field(compare=False)
+    run: Callable[[Fleet], None] = field(compare=False)
+    barrier: bool = field(default=False, compare=False)
+
+
+class SimActor(Protocol):
+    name: str
+
+    def setup(self, fleet: Fleet) -> None: ...
+
+    def events(self, fleet: Fleet) -> Iterable[Event]: ...
+
+
+class Fleet:
+    """The simulated world: LNbits, its users and wallets, and what the
+    simulator itself did (sales paid, top-ups, deposits), kept to check the
+    books against."""
+
+    def __init__(self, params: Params, node: LnbitsProcess) -> None:
+        self.params = params
+        self.node = node
+        self.rng = random.Random(params.seed)
+        self.seq = 0
+        self.superuser = node.superuser()
+        self.fee_wallet = node.create_wallet(self.superuser, "platform fees")
+        self.operator = node.register("operator", extra_wallets=params.machines + 3)
+        self.split_wallets = self.operator.wallets[
+            params.machines : params.machines + 3
+        ]
+        self.customers = [node.register("customer") for _ in range(3)]
+        self.customer_budget = {c.wallet.id: 0 for c in self.customers}
+        self.machines: list[SimMachine] = []
+        self.lps: list[SimLp] = []
+        self.sales: list[SimSale] = []
+        self.unlanded: set[str] = set()  # sales not yet seen landed
+        self.top_ups: Counter[str] = Counter()  # wallet id -> sats credited
+        self.kills: list[dict[str, Any]] = []
+        self.counts: Counter[str] = Counter()
+        self.peak_lnbits_kib = 0
+        self.notes: list[str] = []
+        self._paths: set[str] | None = None
+
+    def next_seq(self) -> int:
+        self.seq += 1
+        return self.seq
+
+    def api(self, method: str, path: str, **kw: Any) -> Any:
+        return self.node.api(method, path, self.operator, **kw)
+
+    def credit(self, wallet_id: str, sats: int) -> None:
+        self.node.credit(wallet_id, sats)
+        self.top_ups[wallet_id] += sats
+
+    def sample_memory(self) -> None:
+        process = self.node.process
+        if process is None:
+            return
+        try:
+            with open(f"/proc/{process.pid}/status") as status:
+                for line in status:
+                    if line.startswith("VmHWM:"):
+                        kib = int(line.split()[1])
+                        self.peak_lnbits_kib = max(self.peak_lnbits_kib, kib)
+        except OSError:
+            pass
+
+    def rate_on(self, day: float) -> Decimal:
+        """The month's BTC price: a slow swing of +-4 %, whole GTQ."""
+        swing = Decimal(str(round(math.sin(day / 4.7) * 0.04, 6)))
+        return (BASE_RATE * (1 + swing)).quantize(Decimal(1))
+
+    # --- the pipeline settling ------------------------------------------------
+
+    def supports(self, path: str) -> bool:
+        """Whether this build of the extension has a route (an actor for a
+        feature not merged yet stays out)."""
+        if self._paths is None:
+            spec = self.node.request("GET", "/openapi.json").json()
+            self._paths = set(spec.get("paths", {}))
+        return f"/satmachineadmin/api/v1/dca{path}" in self._paths
+
+    def settled(self, waiting: tuple[str, ...] = ("pending", "processing")) -> bool:
+        """Every sale landed, and none in a ``waiting`` status."""
+        for status in waiting:
+            if self.api("GET", "/settlements", params={"status": status, "limit": 1}):
+                return False
+        if not self.unlanded:
+            return True
+        offset = 0
+        while self.unlanded:
+            rows = self.api(
+                "GET", "/settlements", params={"limit": PAGE, "offset": offset}
+            )
+            self.unlanded -= {row["payment_hash"] for row in rows}
+            if len(rows) < PAGE:
+                break
+            offset += PAGE
+        return not self.unlanded
+
+    def wait_settled(
+        self, waiting: tuple[str, ...] = ("pending", "processing")
+    ) -> float:
+        began = time.monotonic()
+        deadline = began + self.params.settle_timeout
+        while not self.settled(waiting):
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"the pipeline did not settle within "
+                    f"{self.params.settle_timeout:.0f} s ({len(self.unlanded)} "
+                    "sales not landed, or settlements still pending/processing)"
+                )
+            time.sleep(0.5)
+        return time.monotonic() - began
+
+    # --- lookups ----------------------------------------------------------------
+
+    def all_rows(self, path: str, params: dict[str, Any] | None = None) -> list[dict]:
+        rows: list[dict] = []
+        while True:
+            page = self.api(
+                "GET",
+                path,
+                params={**(params or {}), "limit": PAGE, "offset": len(rows)},
+            )
+            rows += page
+            if len(page) < PAGE:
+                return rows
+
+    def lnbits_payments(self, wallet: Wallet) -> list[dict]:
+        return self.node.request(
+            "GET", "/api/v1/payments", key=wallet.inkey, params={"limit": 10_000_000}
+        ).json()
+
+
+# --- actors -------------------------------------------------------------------
+
+
+class FleetSetup:
+    """Machines (one on old firmware: a fallback commission rate), the
+    platform fee, the operator's commission split (one machine overrides it)
+    and customers with money."""
+
+    name = "setup"
+
+    def setup(self, fleet: Fleet) -> None:
+        fleet.node.api(
+            "PUT",
+            "/super-config",
+            fleet.superuser,
+            json={"super_fee_pct": "0.30", "super_fee_wallet_id": fleet.fee_wallet.id},
+        )
+        for i in range(fleet.params.machines):
+            machine = SimMachine(
+                index=i,
+                name=f"ATM {i + 1}",
+                wallet=fleet.operator.wallets[i],
+                npub=make_npub(fleet.rng),
+                fallback_pct=Decimal("0.05") if i == 1 else None,
+            )
+            body = {
+                "npub": machine.npub,
+                "wallet_id": machine.wallet.id,
+                "name": machine.name,
+                "currency": CURRENCY,
+            }
+            if machine.fallback_pct is not None:
+                body["fallback_commission_pct"] = str(machine.fallback_pct)
+            machine.id = fleet.api("POST", "/machines", json=body, expect=201)["id"]
+            fleet.machines.append(machine)
+        a, b, c = fleet.split_wallets
+        fleet.api(
+            "PUT",
+            "/commission-splits",
+            json={
+                "legs": [
+                    {"wallet_id": a.id, "pct": "0.6", "label": "ops"},
+                    {"wallet_id": b.id, "pct": "0.4", "label": "partner"},
+                ]
+            },
+        )
+        fleet.api(
+            "PUT",
+            "/commission-splits",
+            json={
+                "machine_id": fleet.machines[-1].id,
+                "legs": [{"wallet_id": c.id, "pct": "1", "label": "site host"}],
+            },
+        )
+
+    def events(self, fleet: Fleet) -> Iterable[Event]:
+        return ()
+
+
+@dataclass
+class PlannedSale:
+    day: float
+    machine: SimMachine
+    fiat: Decimal
+    rate: Decimal
+    fee_pct: Decimal
+    kind: str
+    dispensed: Decimal | None = None  # for an invalid payload: what is settled
+    payment_hash: str | None = None  # once sold
+
+
+class BitspireSales:
+    """Customers cash out at the machines: a bitSpire payload (most), no
+    payload at the old-firmware machine, or a payload that does not add up
+    (lands errored), which the operator settles later by a partial dispense
+    (some dispensed nothing: a refund)."""
+
+    name = "bitspire sales"
+
+    def __init__(self) -> None:
+        self.plan: list[PlannedSale] = []
+
+    def setup(self, fleet: Fleet) -> None:
+        rng = fleet.rng
+        weights = [1.0 + 0.4 * i for i in range(len(fleet.machines))]
+        for _ in range(fleet.params.sales):
+            day = rng.uniform(0, fleet.params.days)
+            machine = rng.choices(fleet.machines, weights)[0]
+            fiat = Decimal(rng.choice(FIAT_NOTES))
+            fee_pct = Decimal(rng.choice(("0.03", "0.05", "0.08")))
+            roll = rng.random()
+            kind, dispensed = "bitspire", None
+            if machine.fallback_pct is not None and roll < 0.15:
+                kind = "fallback"
+            elif roll > 0.98:
+                kind = "invalid"
+                dispensed = Decimal(rng.choice(("0", "0.25", "0.5", "0.8")))
+            sale = PlannedSale(day, machine, fiat, fleet.rate_on(day), fee_pct, kind)
+            sale.dispensed = dispensed
+            self.plan.append(sale)
+            if kind == "bitspire":
+                machine.planned_fiat += fiat
+
+    @staticmethod
+    def _sale(p: PlannedSale) -> Sale:
+        return Sale(p.fiat, p.rate, p.fee_pct, CURRENCY, p.machine.npub)
+
+    def events(self, fleet: Fleet) -> Iterable[Event]:
+        for p in self.plan:
+            yield Event(p.day, fleet.next_seq(), f"sale {p.kind}", self._sell(p))
+            if p.kind == "invalid":
+                later = min(p.day + 0.2, fleet.params.days)
+                yield Event(
+                    later, fleet.next_seq(), "partial dispense", self._dispense(p),
+                    barrier=True,
+                )  # fmt: skip
+
+    def _sell(self, p: PlannedSale) -> Callable[[Fleet], None]:
+        def run(fleet: Fleet) -> None:
+            sale = self._sale(p)
+            gross = sale.gross_sats
+            if p.kind == "fallback":
+                extra: dict[str, Any] | None = None
+                memo = "cash-out"
+            else:
+                extra = sale.extra(uuid.UUID(int=fleet.rng.getrandbits(128)).hex[:12])
+                memo = "bitSpire cash-out"
+                if p.kind == "invalid":
+                    extra["fee_sats"] += 1  # does not add up to the gross
+            invoice = fleet.node.create_invoice(p.machine.wallet, gross, memo, extra)
+            customer = fleet.customers[len(fleet.sales) % len(fleet.customers)]
+            while fleet.customer_budget[customer.wallet.id] < gross:
+                # LNbits credits at most 10 000 000 sats at a time.
+                fleet.node.credit(customer.wallet.id, CUSTOMER_CREDIT)
+                fleet.customer_budget[customer.wallet.id] += CUSTOMER_CREDIT
+            fleet.node.pay_invoice(customer.wallet, invoice["bolt11"])
+            fleet.customer_budget[customer.wallet.id] -= gross
+            payment_hash = invoice["payment_hash"]
+            fleet.sales.append(SimSale(p.machine, payment_hash, gross, p.kind))
+            fleet.unlanded.add(payment_hash)
+            fleet.counts[f"sales_{p.kind}"] += 1
+            p.payment_hash = payment_hash
+
+        return run
+
+    def _dispense(self, p: PlannedSale) -> Callable[[Fleet], None]:
+        def run(fleet: Fleet) -> None:
+            payment_hash = p.payment_hash
+            if payment_hash is None:
+                return
+            errored = fleet.all_rows(
+                "/settlements", {"status": "errored", "machine_id": p.machine.id}
+            )
+            match = [s for s in errored if s["payment_hash"] == payment_hash]
+            if not match:
+                fleet.notes.append(f"invalid sale {payment_hash} was not errored")
+                return
+            fleet.api(
+                "POST",
+                f"/settlements/{match[0]['id']}/partial-dispense",
+                json={
+                    "dispensed_fraction": str(p.dispensed),
+                    "notes": "simulated: cassette jam",
+                },
+            )
+            fleet.counts["refunds" if p.dispensed == 0 else "partial_dispenses"] += 1
+
+        return run
+
+
+class ManualSales:
+    """A machine whose sales the operator records by hand (issue 10), paid
+    from its wallet, which starts empty: the first sales wait for funds
+    (``awaiting_funds``) until the operator tops the wallet up, and go on by
+    themselves; it is topped up again now and then, and at the month's end."""
+
+    name = "manual sales"
+
+    def __init__(self) -> None:
+        self.machine: SimMachine | None = None
+        self.plan: list[PlannedSale] = []
+
+    def setup(self, fleet: Fleet) -> None:
+        if not fleet.supports("/settlements/manual"):
+            fleet.notes.append("manual sales: not in this build (issue 10)")
+            return
+        wallet = fleet.node.create_wallet(fleet.operator, "manual ATM")
+        body = {
+            "wallet_id": wallet.id,
+            "name": "Manual ATM",
+            "currency": CURRENCY,
+            "source": "manual",
+        }
+        machine_id = fleet.api("POST", "/machines", json=body, expect=201)["id"]
+        machine = SimMachine(
+            index=len(fleet.machines), name="Manual ATM", wallet=wallet, npub="",
+            id=machine_id, source="manual",
+        )  # fmt: skip
+        fleet.machines.append(machine)
+        self.machine = machine
+        rng = fleet.rng
+        for _ in range(max(5, fleet.params.sales // 40)):
+            day = rng.uniform(0, fleet.params.days - 0.5)
+            fiat = Decimal(rng.choice(FIAT_NOTES))
+            fee_pct = Decimal(rng.choice(("0.03", "0.05")))
+            sale = PlannedSale(
+                day, machine, fiat, fleet.rate_on(day), fee_pct, "manual"
+            )
+            self.plan.append(sale)
+            machine.planned_fiat += fiat
+
+    def events(self, fleet: Fleet) -> Iterable[Event]:
+        if self.machine is None:
+            return
+        for i, p in enumerate(self.plan):
+            yield Event(p.day, fleet.next_seq(), "manual sale", self._record(p, i))
+        first = min(p.day for p in self.plan)
+        for day in (first + 0.5, fleet.params.days / 2, fleet.params.days):
+            yield Event(day, fleet.next_seq(), "top up", self._top_up, True)
+
+    def _record(self, p: PlannedSale, i: int) -> Callable[[Fleet], None]:
+        def run(fleet: Fleet) -> None:
+            body = {
+                "machine_id": p.machine.id,
+                "reference": f"M-{i:05d}",
+                "fiat_amount": str(p.fiat),
+                "exchange_rate": str(p.rate),
+                "fee_pct": str(p.fee_pct),
+                "occurred_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "note": "simulated manual sale",
+            }
+            s = fleet.api("POST", "/settlements/manual", json=body, expect=201)
+            fleet.sales.append(
+                SimSale(p.machine, s["payment_hash"], s["gross_sats"], "manual")
+            )
+            fleet.counts["sales_manual"] += 1
+
+        return run
+
+    def _top_up(self, fleet: Fleet) -> None:
+        assert self.machine is not None
+        funding = {f["machine_id"]: f for f in fleet.api("GET", "/funding")}
+        f = funding[self.machine.id]
+        fleet.counts["awaiting_funds_seen"] += f["awaiting_funds"]
+        need = max(0, f["owes_sats"] - f["holds_sats"]) + 50_000
+        fleet.credit(self.machine.wallet.id, need)
+        fleet.counts["manual_top_ups"] += 1
+
+
+class LpActivity:
+    """LPs: some at every machine from day 0, more joining mid-month; deposits
+    confirmed (a few rejected), top-ups mid-month. Deposits cover about 85 %
+    of the cash each machine will dispense, so balances run out now and then
+    (sync mismatches) until the next top-up; the first machine's LPs deposit
+    130 %, so its wallet holds little (see ``DryWalletSettlement``)."""
+
+    name = "LPs"
+
+    def setup(self, fleet: Fleet) -> None:
+        self.joiners: list[tuple[float, SimLp]] = []
+        for machine in fleet.machines:
+            for j in range(fleet.params.lps_per_machine):
+                actor = fleet.node.register(f"lp{machine.index}{j}")
+                lp = SimLp(actor, machine)
+                fleet.lps.append(lp)
+                day = 0.0 if j < 2 else fleet.rng.uniform(5, 20)
+                self.joiners.append((day, lp))
+
+    def events(self, fleet: Fleet) -> Iterable[Event]:
+        rng = fleet.rng
+        days = fleet.params.days
+        for day, lp in self.joiners:
+            yield Event(day, fleet.next_seq(), "LP joins", self._join(lp), True)
+            # The first machine's LPs deposit more than it will dispense.
+            cover = Decimal("1.3") if lp.machine.index == 0 else Decimal("0.85")
+            target = lp.machine.planned_fiat * cover
+            per_lp = target / fleet.params.lps_per_machine
+            parts = 3
+            for k in range(parts):
+                when = day + (days - day) * k / parts + rng.uniform(0, 1)
+                amount = (per_lp / parts * Decimal(rng.uniform(0.7, 1.3))).quantize(
+                    CENT
+                )
+                if amount <= 0:
+                    continue
+                reject = rng.random() < 0.1
+                yield Event(
+                    min(when, days), fleet.next_seq(), "deposit",
+                    self._deposit(lp, amount, reject), True,
+                )  # fmt: skip
+
+    def _join(self, lp: SimLp) -> Callable[[Fleet], None]:
+        def run(fleet: Fleet) -> None:
+            body = {
+                "machine_id": lp.machine.id,
+                "user_id": lp.actor.id,
+                "wallet_id": lp.actor.wallet.id,
+                "username": lp.actor.username,
+                "dca_mode": "flow",
+            }
+            lp.client_id = fleet.api("POST", "/clients", json=body, expect=201)["id"]
+            fleet.counts["lps_joined"] += 1
+
+        return run
+
+    def _deposit(
+        self, lp: SimLp, amount: Decimal, reject: bool
+    ) -> Callable[[Fleet], None]:
+        def run(fleet: Fleet) -> None:
+            if not lp.client_id:
+                return
+            deposit = fleet.api(
+                "POST",
+                "/deposits",
+                json={"client_id": lp.client_id, "amount": str(amount)},
+                expect=201,
+            )
+            status = "rejected" if reject else "confirmed"
+            fleet.api(
+                "PUT", f"/deposits/{deposit['id']}/status", json={"status": status}
+            )
+            if not reject:
+                lp.confirmed_minor += int(amount * 100)
+            fleet.counts[f"deposits_{status}"] += 1
+
+        return run
+
+
+class DryWalletSettlement:
+    """Twice a month the operator pays an LP part of its balance in sats from
+    the machine wallet, asking for more than the wallet holds: refused (409,
+    nothing charged), the operator tops the wallet up, and it goes through."""
+
+    name = "dry machine wallet"
+
+    def setup(self, fleet: Fleet) -> None:
+        pass
+
+    def events(self, fleet: Fleet) -> Iterable[Event]:
+        for day in (fleet.params.days * 0.4, fleet.params.days * 0.8):
+            yield Event(day, fleet.next_seq(), "settle LP", self._settle(day), True)
+
+    def _settle(self, day: float) -> Callable[[Fleet], None]:
+        def run(fleet: Fleet) -> None:
+            rate = fleet.rate_on(day)
+            held_at = {m.id: fleet.node.balance(m.wallet) for m in fleet.machines}
+            # A bitSpire machine: a top-up of a Lamassu or manual one would
+            # first release the sales waiting for funds.
+            lps = sorted(
+                (lp for lp in fleet.lps if lp.machine.source == "bitspire"),
+                key=lambda lp: held_at[lp.machine.id],
+            )
+            for lp in lps:
+                if not lp.client_id:
+                    continue
+                balance = fleet.api("GET", f"/clients/{lp.client_id}/balance")
+                remaining = Decimal(str(balance["remaining_balance"]))
+                held = held_at[lp.machine.id]
+                extra = 20_000
+                fiat = (Decimal(held + extra) * rate / SATS_PER_BTC).quantize(
+                    CENT, ROUND_CEILING
+                )
+                if fiat > remaining or fiat <= 0:
+                    continue
+                body = {
+                    "funding_wallet_id": lp.machine.wallet.id,
+                    "exchange_rate": str(rate),
+                    "amount_fiat": str(fiat),
+                    "notes": "simulated settlement",
+                }
+                path = f"/clients/{lp.client_id}/settle"
+                fleet.api("POST", path, json=body, expect=409)  # the wallet is dry
+                fleet.credit(lp.machine.wallet.id, extra + 5_000)  # a top-up
+                fleet.api("POST", path, json=body)
+                fleet.counts["dry_wallet_settlements"] += 1
+                return
+            fleet.notes.append(f"day {day:.1f}: no LP balance large enough to settle")
+
+        return run
+
+
+class Kills:
+    """LNbits is SIGKILLed right after a sale, wherever the pipeline is, and
+    started again on the same data."""
+
+    name = "kills"
+
+    def setup(self, fleet: Fleet) -> None:
+        pass
+
+    def events(self, fleet: Fleet) -> Iterable[Event]:
+        n = fleet.params.kills
+        for k in range(n):
+            day = fleet.params.days * (k + 1) / (n + 1) + fleet.rng.uniform(-0.5, 0.5)
+            yield Event(day, fleet.next_seq(), "SIGKILL", self._kill)
+
+    @staticmethod
+    def _kill(fleet: Fleet) -> None:
+        fleet.sample_memory()
+        in_flight = len(fleet.unlanded)
+        fleet.node.kill()
+        restart = fleet.node.start()
+        # How long until what the kill cut off is landed and paid again.
+        resumed = fleet.wait_settled()
+        fleet.kills.append(
+            {"after_sales": len(fleet.sales), "unlanded": in_flight,
+             "restart_s": round(restart, 1), "resumed_s": round(resumed, 1)}
+        )  # fmt: skip
+        log(
+            f"SIGKILL after {len(fleet.sales)} sales; up again in {restart:.1f} s, "
+            f"everything paid {resumed:.1f} s later"
+        )
+
+
+# Lamassu and manual sales (issue 10), fixed-mode slots (issue 11) and failing
+# autoforwards (issue 14a) join this list as actors once merged.
+ACTORS: list[Callable[[], SimActor]] = [
+    FleetSetup,
+    BitspireSales,
+    ManualSales,
+    LpActivity,
+    DryWalletSettlement,
+    Kills,
+]
+
+
+# --- the month ------------------------------------------------------------------
+
+
+def run_month(fleet: Fleet, actors: list[SimActor]) -> None:
+    for actor in actors:
+        actor.setup(fleet)
+    events = sorted(e for actor in actors for e in actor.events(fleet))
+    log(f"{len(events)} events planned over {fleet.params.days} days")
+    for i, event in enumerate(events):
+        if event.barrier:
+            fleet.wait_settled()
+        event.run(fleet)
+        if i % 500 == 0:
+            fleet.sample_memory()
+            log(f"day {event.t:5.2f}: {len(fleet.sales)} sales, event {i}")
+    fleet.wait_settled(("pending", "processing", "awaiting_funds"))
+    retry_errored(fleet)
+
+
+def retry_errored(fleet: Fleet) -> None:
+    """The operator retries what errored (once): a kill can leave a leg
+    failed; a sale whose data is invalid is settled by partial dispense."""
+    errored = fleet.all_rows("/settlements", {"status": "errored"})
+    for s in errored:
+        if (s.get("error") or "").startswith("the sale's data is invalid"):
+            continue
+        fleet.api("POST", f"/settlements/{s['id']}/retry", expect=(200, 409))
+        fleet.counts["operator_retries"] += 1
+    if errored:
+        fleet.wait_settled()
+
+
+# --- the books --------------------------------------------------------------------
+
+
+@dataclass
+class Books:
+    """What the end of the month looks like, and every difference found."""
+
+    differences: list[str] = field(default_factory=list)
+    checks: Counter[str] = field(default_factory=Counter)
+    machines: list[dict[str, Any]] = field(default_factory=list)
+    lps: list[dict[str, Any]] = field(default_factory=list)
+    totals: dict[str, Any] = field(default_factory=dict)
+
+    def check(self, name: str, ok: bool, difference: str) -> None:
+        self.checks[name] += 1
+        if not ok:
+            self.differences.append(f"{name}: {difference}")
+
+
+def close_books(fleet: Fleet) -> Books:
+    books = Books()
+    settlements = fleet.all_rows("/settlements")
+    legs = fleet.all_rows("/payments")
+    legs_of: dict[str, list[dict]] = defaultdict(list)
+    for leg in legs:
+        if leg["settlement_id"]:
+            legs_of[leg["settlement_id"]].append(leg)
+    completed = [leg for leg in legs if leg["status"] == "completed"]
+    wallets = {w.id: w for w in fleet.operator.wallets}
+    wallets[fleet.fee_wallet.id] = fleet.fee_wallet
+    wallets.update({m.wallet.id: m.wallet for m in fleet.machines})
+    for lp in fleet.lps:
+        wallets[lp.actor.wallet.id] = lp.actor.wallet
+    payments = {wid: fleet.lnbits_payments(w) for wid, w in wallets.items()}
+
+    _check_landing(books, fleet, settlements)
+    _check_settlements(books, settlements, legs_of)
+    _check_no_double_payment(books, completed, payments)
+    _check_machine_wallets(books, fleet, settlements, completed, payments)
+    _check_payee_wallets(books, fleet, completed, payments)
+    _check_lps(books, fleet, completed)
+    _check_reconciliation(books, fleet)
+    books.totals = {
+        "sales": len(fleet.sales),
+        "settlements": len(settlements),
+        "legs": len(legs),
+        "completed_legs": len(completed),
+        "gross_sats": sum(s["gross_sats"] for s in settlements),
+        "by_status": dict(Counter(s["status"] for s in settlements)),
+        "legs_by_type": {
+            t: sum(leg["amount_sats"] for leg in completed if leg["leg_type"] == t)
+            for t in sorted({leg["leg_type"] for leg in completed})
+        },
+        "held_sats": sum(
+            leg["amount_sats"]
+            for leg in legs
+            if leg["status"] in ("skipped", "failed", "pending")
+        ),
+        "top_up_sats": sum(fleet.top_ups.values()),
+    }
+    return books
+
+
+def _check_landing(books: Books, fleet: Fleet, settlements: list[dict]) -> None:
+    """Every sale landed once, at its machine, for its amount."""
+    by_hash: dict[str, list[dict]] = defaultdict(list)
+    for s in settlements:
+        by_hash[s["payment_hash"]].append(s)
+    for sale in fleet.sales:
+        found = by_hash.get(sale.payment_hash, [])
+        books.check(
+            "sale landed once",
+            len(found) == 1
+            and found[0]["machine_id"] == sale.machine.id
+            and found[0]["gross_sats"] == sale.gross_sats,
+            f"sale {sale.payment_hash} ({sale.gross_sats} sats at "
+            f"{sale.machine.name}) landed as {found}",
+        )
+    made = {sale.payment_hash for sale in fleet.sales}
+    extra = [s["id"] for s in settlements if s["payment_hash"] not in made]
+    books.check("no settlement without a sale", not extra, f"{extra}")
+
+
+def _check_settlements(
+    books: Books, settlements: list[dict], legs_of: dict[str, list[dict]]
+) -> None:
+    """Non-voided legs add up to the gross; every settlement finished."""
+    for s in settlements:
+        live = [leg for leg in legs_of.get(s["id"], []) if leg["status"] != "voided"]
+        total = sum(leg["amount_sats"] for leg in live)
+        books.check(
+            "legs add up to the gross",
+            total == s["gross_sats"],
+            f"settlement {s['id']}: legs {total} != gross {s['gross_sats']}",
+        )
+        books.check(
+            "settlement finished (never stops for good)",
+            s["status"] in ("processed", "partial", "refunded"),
+            f"settlement {s['id']} is {s['status']}: {s.get('error')}",
+        )
+        books.check(
+            "held sats have a reason",
+            all(leg["reason"] for leg in live if leg["status"] == "skipped"),
+            f"settlement {s['id']} holds sats without a reason",
+        )
+
+
+def _successful(payments: list[dict], incoming: bool) -> list[dict]:
+    return [
+        p
+        for p in payments
+        if (p["amount"] > 0) == incoming
+        and (p["status"] == "success" or (not incoming and p["status"] == "pending"))
+    ]
+
+
+def _check_no_double_payment(
+    books: Books, completed: list[dict], payments: dict[str, list[dict]]
+) -> None:
+    keys = Counter(
+        (leg["settlement_id"], leg["distribution_round"], leg["leg_type"],
+         leg["destination_wallet_id"], leg["client_id"])
+        for leg in completed if leg["settlement_id"]
+    )  # fmt: skip
+    twice = [k for k, n in keys.items() if n > 1]
+    books.check("no leg paid twice (ledger)", not twice, f"{twice[:5]}")
+    hashes = Counter(leg["payment_hash"] for leg in completed)
+    books.check(
+        "each leg has its own invoice",
+        all(n == 1 for n in hashes.values()) and None not in hashes,
+        f"{[h for h, n in hashes.items() if n > 1][:5]}",
+    )
+    out = Counter(
+        p["payment_hash"] for ps in payments.values() for p in _successful(ps, False)
+    )
+    paid_twice = [h for h, n in out.items() if n > 1]
+    books.check("no invoice paid twice (LNbits)", not paid_twice, f"{paid_twice[:5]}")
+
+
+def _check_machine_wallets(
+    books: Books,
+    fleet: Fleet,
+    settlements: list[dict],
+    completed: list[dict],
+    payments: dict[str, list[dict]],
+) -> None:
+    """Each machine wallet holds gross in + top-ups - completed legs, and its
+    LNbits payments are exactly those."""
+    for m in fleet.machines:
+        balance = fleet.node.balance(m.wallet)
+        gross_in = sum(
+            s.gross_sats for s in fleet.sales if s.machine is m and s.lightning
+        )
+        top_ups = fleet.top_ups[m.wallet.id]
+        out = [leg for leg in completed if leg["source_wallet_id"] == m.wallet.id]
+        legs_out = sum(leg["amount_sats"] for leg in out)
+        expected = gross_in + top_ups - legs_out
+        books.check(
+            "machine wallet = gross in + top-ups - completed legs",
+            balance == expected,
+            f"{m.name}: LNbits {balance} != {gross_in} + {top_ups} - {legs_out} "
+            f"= {expected}",
+        )
+        lnbits_in = _successful(payments[m.wallet.id], True)
+        books.check(
+            "machine wallet: LNbits incoming = sales + top-ups",
+            sum(p["amount"] for p in lnbits_in) == (gross_in + top_ups) * 1000,
+            f"{m.name}: LNbits received {sum(p['amount'] for p in lnbits_in)} msat",
+        )
+        lnbits_out = {
+            p["payment_hash"]: -p["amount"]
+            for p in _successful(payments[m.wallet.id], False)
+        }
+        ledger_out = {leg["payment_hash"]: leg["amount_sats"] * 1000 for leg in out}
+        books.check(
+            "machine wallet: LNbits payments out = completed legs",
+            lnbits_out == ledger_out,
+            f"{m.name}: {len(set(lnbits_out) ^ set(ledger_out))} payments differ",
+        )
+        mine = [s for s in settlements if s["machine_id"] == m.id]
+        fiat = sum(Decimal(str(s["fiat_amount"] or 0)) for s in mine)
+        by_type = Counter()
+        for leg in out:
+            by_type[leg["leg_type"]] += leg["amount_sats"]
+        books.machines.append(
+            {
+                "machine": m.name,
+                "sales": len(mine),
+                "gross_sats": gross_in,
+                "fiat": f"{fiat:.2f}",
+                "platform_fee": by_type["super_fee"],
+                "operator_split": by_type["operator_split"],
+                "lp_flow": by_type["dca"],
+                "lp_settlement": by_type["settlement"],
+                "top_ups": top_ups,
+                "lnbits_balance": balance,
+                "expected_balance": expected,
+                "difference": balance - expected,
+            }
+        )
+
+
+def _check_payee_wallets(
+    books: Books,
+    fleet: Fleet,
+    completed: list[dict],
+    payments: dict[str, list[dict]],
+) -> None:
+    """Every payee wallet holds exactly what its completed legs sent, each
+    leg credited once (nothing was forwarded: no autoforward actor yet)."""
+    payees = {fleet.fee_wallet.id: "platform fee wallet"}
+    payees.update(
+        {w.id: f"split wallet {i + 1}" for i, w in enumerate(fleet.split_wallets)}
+    )
+    payees.update({lp.actor.wallet.id: f"LP {lp.actor.username}" for lp in fleet.lps})
+    for wallet_id, label in payees.items():
+        sent = [leg for leg in completed if leg["destination_wallet_id"] == wallet_id]
+        incoming = {
+            p["payment_hash"]: p["amount"]
+            for p in _successful(payments[wallet_id], True)
+        }
+        credited = {leg["payment_hash"]: leg["amount_sats"] * 1000 for leg in sent}
+        balance = sum(
+            p["amount"] - abs(p["fee"])
+            for p in payments[wallet_id]
+            if p["status"] == "success"
+            or (p["amount"] < 0 and p["status"] == "pending")
+        )
+        books.check(
+            "payee wallet = its completed legs",
+            incoming == credited and balance == sum(credited.values()),
+            f"{label}: LNbits {balance // 1000} sats from {len(incoming)} payments, "
+            f"ledger {sum(credited.values()) // 1000} sats from {len(credited)} legs",
+        )
+
+
+def _check_lps(books: Books, fleet: Fleet, completed: list[dict]) -> None:
+    """Remaining = confirmed deposits - fiat charged, to the cent, >= 0."""
+    for lp in fleet.lps:
+        if not lp.client_id:
+            continue
+        b = fleet.api("GET", f"/clients/{lp.client_id}/balance")
+        charged_minor = sum(
+            round(Decimal(str(leg["fiat_amount"])) * 100)
+            for leg in completed
+            if leg["client_id"] == lp.client_id and leg["fiat_amount"] is not None
+        )
+        deposits = round(Decimal(str(b["total_deposits"])) * 100)
+        remaining = round(Decimal(str(b["remaining_balance"])) * 100)
+        sats = sum(
+            leg["amount_sats"] for leg in completed if leg["client_id"] == lp.client_id
+        )
+        wallet = fleet.node.balance(lp.actor.wallet)
+        books.check(
+            "LP deposits = confirmed deposits",
+            deposits == lp.confirmed_minor,
+            f"{lp.actor.username}: {deposits} != {lp.confirmed_minor} (minor units)",
+        )
+        books.check(
+            "LP remaining = deposits - charged, never negative",
+            remaining == deposits - charged_minor and remaining >= 0,
+            f"{lp.actor.username}: remaining {remaining} != {deposits} - "
+            f"{charged_minor}",
+        )
+        books.check(
+            "LP wallet = sats of its completed legs",
+            wallet == sats,
+            f"{lp.actor.username}: wallet {wallet} != {sats}",
+        )
+        books.lps.append(
+            {
+                "lp": lp.actor.username,
+                "machine": lp.machine.name,
+                "deposits": f"{Decimal(deposits) / 100:.2f}",
+                "charged": f"{Decimal(charged_minor) / 100:.2f}",
+                "remaining": f"{Decimal(remaining) / 100:.2f}",
+                "sats_received": sats,
+                "wallet_balance": wallet,
+            }
+        )
+
+
+RECONCILED_FIELDS = ("sales_count", "sales_gross_sats", "wallet")
+
+
+def _check_reconciliation(books: Books, fleet: Fleet) -> None:
+    """The operator's reconciliation says the same, and finds nothing."""
+    report = fleet.api("GET", "/reconciliation")
+    books.check(
+        "reconciliation: no difference",
+        report["totals"]["ok"] is True,
+        f"{report['totals']}",
+    )
+    by_id = {m["machine_id"]: m for m in report["machines"]}
+    for m in fleet.machines:
+        r = by_id.get(m.id)
+        sales = [s for s in fleet.sales if s.machine is m]
+        books.check(
+            "reconciliation: sales and balance match",
+            r is not None
+            and r["sales_count"] == len(sales)
+            and r["sales_gross_sats"] == sum(s.gross_sats for s in sales)
+            and r["wallet"]["lnbits_balance_sats"] == fleet.node.balance(m.wallet)
+            and r["wallet"]["balanced"],
+            f"{m.name}: {r and {k: r[k] for k in RECONCILED_FIELDS}}",
+        )
+    csv_text = fleet.node.request(
+        "GET",
+        "/satmachineadmin/api/v1/dca/export/reconciliation.csv",
+        actor=fleet.operator,
+    ).text
+    books.check(
+        "reconciliation CSV says ok",
+        ",totals,result,ok," in csv_text,
+        "the CSV's result row is not ok",
+    )
+
+
+# --- the report --------------------------------------------------------------------
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    if not rows:
+        return ["(none)"]
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(r[h]) for h in head) + " |" for r in rows]
+    return lines
+
+
+def write_report(
+    path: Path, fleet: Fleet, books: Books, wall_s: float, peak: dict[str, float]
+) -> None:
+    p = fleet.params
+    outcome = (
+        "RECONCILED: zero differences"
+        if not books.differences
+        else (f"DIFFERENCES: {len(books.differences)}")
+    )
+    lines = [
+        f"# Fleet simulation ({p.db}, {p.sales} sales, {p.machines} machines)",
+        "",
+        f"Generated by `make simulate` (`python -m bench.simulate`) on "
+        f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        "",
+        f"**{outcome}**",
+        "",
+        f"- seed {p.seed}, {p.days} simulated days, {p.lps_per_machine} LPs per "
+        f"machine, {len(fleet.kills)} SIGKILLs",
+        f"- wall time {wall_s:.0f} s; peak memory: LNbits process "
+        f"{peak['lnbits_mib']:.0f} MiB, simulator {peak['simulator_mib']:.0f} MiB",
+        f"- events: {dict(sorted(fleet.counts.items()))}",
+        f"- kills: {fleet.kills}",
+        "",
+        "## Invariants (checks run / differences)",
+        "",
+    ]
+    failed = Counter(d.split(":", 1)[0] for d in books.differences)
+    lines += _table(
+        [{"invariant": k, "checks": n, "differences": failed[k]}
+         for k, n in books.checks.items()]
+    )  # fmt: skip
+    lines += ["", "## Machines", "", *_table(books.machines)]
+    lines += ["", "## LPs", "", *_table(books.lps)]
+    lines += ["", "## Totals", ""]
+    lines += [f"- {k}: {v}" for k, v in books.totals.items()]
+    if books.differences:
+        lines += ["", "## Differences", ""]
+        lines += [f"- {d}" for d in books.differences[:200]]
+    if fleet.notes:
+        lines += ["", "## Notes", ""] + [f"- {n}" for n in fleet.notes]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+@dataclass
+class Result:
+    books: Books
+    wall_s: float
+    peak_lnbits_mib: float
+    kills: int
+    counts: Counter[str]
+    report: Path | None
+
+
+def simulate(params: Params) -> Result:
+    began = time.monotonic()
+    postgres = params.pg_url if params.db == "postgres" else None
+    env_pg = os.environ.pop("SATMACHINE_TEST_POSTGRES", None)
+    try:
+        node = LnbitsProcess(postgres=postgres, log_name="simulate")
+    finally:
+        if env_pg is not None:
+            os.environ["SATMACHINE_TEST_POSTGRES"] = env_pg
+    with node:
+        node.start()
+        fleet = Fleet(params, node)
+        actors = [make() for make in ACTORS]
+        try:
+            run_month(fleet, actors)
+            books = close_books(fleet)
+        except Exception:
+            log(f"LNbits log tail:\n{node.log_tail()}")
+            raise
+        fleet.sample_memory()
+    wall = time.monotonic() - began
+    peak = {
+        "lnbits_mib": fleet.peak_lnbits_kib / 1024,
+        "simulator_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
+    if params.report is not None:
+        write_report(params.report, fleet, books, wall, peak)
+    return Result(
+        books, wall, peak["lnbits_mib"], len(fleet.kills), fleet.counts, params.report
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sales", type=int, default=10_000)
+    parser.add_argument("--machines", type=int, default=5)
+    parser.add_argument("--kills", type=int, default=3)
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--pg-url", default=os.environ.get("PG_URL", Params.pg_url))
+    parser.add_argument("--seed", type=int, default=13)
+    parser.add_argument("--lps-per-machine", type=int, default=3)
+    parser.add_argument("--report", type=Path, default=None)
+    args = parser.parse_args(argv)
+    report = args.report or REPO / "docs" / f"simulation-{args.db}.md"
+    params = Params(
+        sales=args.sales, machines=args.machines, kills=args.kills, db=args.db,
+        pg_url=args.pg_url, seed=args.seed, lps_per_machine=args.lps_per_machine,
+        report=report,
+    )  # fmt: skip
+    result = simulate(params)
+    for difference in result.books.differences[:50]:
+        log(f"DIFFERENCE {difference}")
+    log(
+        f"{'reconciled' if not result.books.differences else 'DIFFERENT'}: "
+        f"{sum(result.books.checks.values())} checks, "
+        f"{len(result.books.differences)} differences, {result.wall_s:.0f} s, "
+        f"LNbits peak {result.peak_lnbits_mib:.0f} MiB; report {report}"
+    )
+    return 1 if result.books.differences else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
