@@ -183,6 +183,17 @@ ROUTES = [
     r("GET", "/export/payments.csv?settlement_id=",
       lambda w, a: f"/export/payments.csv?settlement_id={w.settlement.id}",
       **ALL_OK, owner_sees=lambda w, a: w.legs[1].id),
+    # reconciliation (another operator's machine: 404)
+    r("GET", "/reconciliation", lambda w, a: "/reconciliation", **ALL_OK,
+      owner_sees=lambda w, a: w.machine.id),
+    r("GET", "/reconciliation?machine_id=",
+      lambda w, a: f"/reconciliation?machine_id={w.machine.id}",
+      owner_sees=lambda w, a: w.machine.id),
+    r("GET", "/export/reconciliation.csv", lambda w, a: "/export/reconciliation.csv",
+      **ALL_OK, owner_sees=lambda w, a: w.machine.id),
+    r("GET", "/export/reconciliation.csv?machine_id=",
+      lambda w, a: f"/export/reconciliation.csv?machine_id={w.machine.id}",
+      owner_sees=lambda w, a: w.machine.id),
     # platform
     r("GET", "/super-config", lambda w, a: "/super-config", **ALL_OK),
     r("PUT", "/super-config", lambda w, a: "/super-config", owner=403, other=403,
