@@ -190,8 +190,16 @@ async def wait_for_webhooks() -> None:
 WATCHED = ("settlement-errored:", "settlement-stuck:", "settlement-awaiting-funds:")
 
 
+_watching = asyncio.Lock()  # one watch at a time: a run never undoes another's
+
+
 async def watch_once() -> None:
     """Raise and clear the settlement problems the database shows."""
+    async with _watching:
+        await _watch()
+
+
+async def _watch() -> None:
     from . import crud_notifications as store
 
     now = utc_now()

@@ -144,12 +144,16 @@ async def test_failures_keep_the_sats_back_off_and_tell_the_operator_once(
     from satmachineadmin.models import utc_now
 
     told: list[tuple[str, str]] = []
+    # Only this operator's problems: the other background loops of the same
+    # LNbits (the settlement watcher, ...) notify other tests' operators.
 
     async def started(op: str, key: str, title: str, body: str = "") -> None:
-        told.append(("started", key))
+        if op == operator.id:
+            told.append(("started", key))
 
     async def cleared(op: str, key: str, body: str = "") -> None:
-        told.append(("cleared", key))
+        if op == operator.id:
+            told.append(("cleared", key))
 
     monkeypatch.setattr(notifications, "problem_started", started)
     monkeypatch.setattr(notifications, "problem_cleared", cleared)
