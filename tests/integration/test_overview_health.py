@@ -215,3 +215,83 @@ async def test_offline_and_low_cassette_notify_once_and_clear(
         ("cleared", operator.id, f"machine-low-cassette:{machine_id}"),
         ("cleared", operator.id, f"machine-offline:{machine_id}"),
     ]
+
+
+async def test_one_offline_threshold_behind_notifications_relays_and_health(
+    http, operator
+):
+    from satmachineadmin import health
+
+    secret, npub = keypair()
+    created = await http.post(
+        f"{API}/machines",
+        json={
+            "npub": npub,
+            "wallet_id": operator.wallets[1].id,
+            "name": "Threshold ATM",
+            "currency": "GTQ",
+        },
+        headers=operator.headers,
+    )
+    machine_id = created.json()["id"]
+    old = int(time.time()) - 20 * 60  # 20 minutes ago
+    assert (await post(http, sign(secret, {"x": 1}, created_at=old)))[0] == 200
+
+    async def presence() -> tuple[bool, int, int]:
+        rows = (
+            await http.get(f"{API}/health/machines", headers=operator.headers)
+        ).json()
+        [row] = [r for r in rows if r["machine_id"] == machine_id]
+        summary = (await http.get(f"{API}/health", headers=operator.headers)).json()
+        return (
+            row["online"],
+            row["offline_after_seconds"],
+            summary["machines"]["online"],
+        )
+
+    async def read(route: str) -> int:
+        r = await http.get(f"{API}/{route}", headers=operator.headers)
+        assert r.status_code == 200, r.text
+        return r.json()["offline_after_minutes"]
+
+    # the default (10 minutes), reported the same by both routes
+    assert await read("notifications") == await read("relays") == 10
+    assert await presence() == (False, 600, 0)
+
+    # set through /notifications: /relays reads it, health uses it
+    r = await http.put(
+        f"{API}/notifications",
+        json={"offline_after_minutes": 30},
+        headers=operator.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["offline_after_minutes"] == 30
+    assert await read("relays") == 30
+    assert await presence() == (True, 1800, 1)
+    from satmachineadmin import crud_telemetry
+
+    mine = await crud_telemetry.get_settings(operator.id)
+    assert health.is_online(
+        await crud_telemetry.get_status(machine_id), mine, health.utc_now()
+    )
+
+    # set through /relays: /notifications reads it, health uses it
+    r = await http.put(
+        f"{API}/relays",
+        json={"relays": [], "offline_after_minutes": 15},
+        headers=operator.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert await read("notifications") == 15
+    assert await presence() == (False, 900, 0)
+
+    # a /notifications change that leaves the threshold out keeps it
+    r = await http.put(
+        f"{API}/notifications",
+        json={"stuck_after_minutes": 45},
+        headers=operator.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["offline_after_minutes"] == 15
+    assert r.json()["stuck_after_minutes"] == 45
+    assert await read("relays") == 15
