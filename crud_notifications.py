@@ -19,6 +19,7 @@ from .crud import (
     new_id,
     transaction,
 )
+from .crud_telemetry import set_offline_after
 from .models import NotificationLogEntry, NotificationSettings, OpenProblem, utc_now
 
 __all__ = ["new_id"]
@@ -42,9 +43,15 @@ async def get_settings(operator_user_id: str) -> NotificationSettings:
     return row or NotificationSettings(operator_user_id=operator_user_id)
 
 
-async def put_settings(settings: NotificationSettings) -> NotificationSettings:
+async def put_settings(
+    settings: NotificationSettings, offline_after_seconds: int | None = None
+) -> NotificationSettings:
+    """Replace the settings; with ``offline_after_seconds``, also the offline
+    threshold (stored in telemetry_settings), in the same transaction."""
     settings.updated_at = utc_now()
     async with transaction() as c:
+        if offline_after_seconds is not None:
+            await set_offline_after(c, settings.operator_user_id, offline_after_seconds)
         await _execute(
             c,
             f"DELETE FROM {S}.notification_settings WHERE operator_user_id = :op",

@@ -5,7 +5,8 @@ funding check needs (settlements awaiting funds, a machine's pending legs)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
+from typing import Any
 
 from lnbits.db import Connection, insert_query, model_to_dict
 from pydantic import BaseModel
@@ -14,6 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from .crud import (
     S,
+    _epoch,
     _execute,
     _fetchall,
     _fetchone,
@@ -49,6 +51,41 @@ async def list_lamassu_sources(
             {"op": operator_user_id},
             LamassuSource,
         )
+
+
+def _iso(value: Any) -> str | None:
+    """A raw row's timestamp (SQLite: epoch seconds; PostgreSQL: naive UTC)."""
+    if value is None:
+        return None
+    return datetime.fromtimestamp(_epoch(value), timezone.utc).isoformat()
+
+
+async def lamassu_poll_status(
+    machine_ids: Sequence[str],
+) -> dict[str, dict[str, Any]]:
+    """Per machine, its Lamassu poll status, in one query: never the
+    password nor the connection settings."""
+    if not machine_ids:
+        return {}
+    names = {f"m{i}": mid for i, mid in enumerate(dict.fromkeys(machine_ids))}
+    placeholders = ", ".join(f":{n}" for n in names)
+    async with connection() as c:
+        rows = await _scalar_rows(
+            c,
+            f"""SELECT machine_id, last_poll_at, last_success_at, last_error,
+                last_error_at FROM {S}.lamassu_sources
+                WHERE machine_id IN ({placeholders})""",
+            names,
+        )
+    return {
+        row["machine_id"]: {
+            "last_poll_at": _iso(row["last_poll_at"]),
+            "last_success_at": _iso(row["last_success_at"]),
+            "last_error": row["last_error"],
+            "last_error_at": _iso(row["last_error_at"]),
+        }
+        for row in rows
+    }
 
 
 async def save_lamassu_source(source: LamassuSource) -> LamassuSource:

@@ -254,6 +254,28 @@ async def save_settings(settings: TelemetrySettings) -> TelemetrySettings:
     return settings
 
 
+async def set_offline_after(
+    conn: Connection, operator_user_id: str, seconds: int
+) -> None:
+    """Set only the offline threshold, inside the caller's transaction (the
+    one store behind both ``PUT /relays`` and ``PUT /notifications``)."""
+    now = utc_now()
+    result = await _execute(
+        conn,
+        f"""UPDATE {S}.telemetry_settings SET offline_after_seconds = :o,
+            updated_at = :u WHERE operator_user_id = :op""",
+        {"o": seconds, "u": now, "op": operator_user_id},
+        commit=False,
+    )
+    if not result.rowcount:
+        row = TelemetrySettings(
+            operator_user_id=operator_user_id,
+            offline_after_seconds=seconds,
+            updated_at=now,
+        )
+        await _insert(conn, "telemetry_settings", row, commit=False)
+
+
 async def list_relay_subscriptions() -> dict[str, set[str]]:
     """Every relay some operator lists, with the npubs of that operator's
     active machines (one query for the settings, one for the machines)."""

@@ -2,10 +2,10 @@
 
 Per machine: when it last reported, online or not (a report within the
 operator's ``offline_after_seconds``), its cassettes and other beacon fields,
-its wallet balance, its last sale, its source status (when a source table
-exists) and its errors. A periodic check tells the operator when a machine
-goes offline or a cassette runs low (``notifications.problem_started``), and
-when that clears.
+its wallet balance, its last sale, its source status (Lamassu machines: the
+poll's last success and last error) and its errors. A periodic check tells
+the operator when a machine goes offline or a cassette runs low
+(``notifications.problem_started``), and when that clears.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 from lnbits.core.crud import get_wallet
 from loguru import logger
 
-from . import crud, crud_telemetry, notifications, overview, relays
+from . import crud, crud_sources, crud_telemetry, notifications, overview, relays
 from .crud import S, _scalar_rows, connection
 from .models import (
     Machine,
@@ -87,10 +87,50 @@ async def with_presence(
     return result
 
 
-async def _source_status(machine_ids: list[str]) -> dict[str, Any]:
-    """Per machine, the status of its sales source (the Lamassu poll). Empty
-    until the source area provides one: ``source_status`` is then null."""
-    return {}
+async def _source_status(machines: list[Machine]) -> dict[str, dict[str, Any]]:
+    """Per Lamassu machine, the status of its poll (one query): ``{kind,
+    configured, last_poll_at, last_success_at, last_error, last_error_at}``,
+    never the password nor the connection settings. Other machines (bitSpire,
+    manual) have none: their ``source_status`` is null."""
+    ids = [m.id for m in machines if m.source == "lamassu"]
+    polls = await crud_sources.lamassu_poll_status(ids)
+    empty = dict.fromkeys(
+        ("last_poll_at", "last_success_at", "last_error", "last_error_at")
+    )
+    return {
+        mid: {
+            "kind": "lamassu",
+            "configured": mid in polls,
+            **polls.get(mid, empty),
+        }
+        for mid in ids
+    }
+
+
+def _sources_summary(
+    machines: list[Machine], statuses: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    """For ``GET /health``: the Lamassu sources, and those whose last poll
+    failed."""
+    in_error = [
+        {
+            "machine_id": m.id,
+            "name": m.name,
+            "last_error": statuses[m.id]["last_error"],
+            "last_error_at": statuses[m.id]["last_error_at"],
+            "last_success_at": statuses[m.id]["last_success_at"],
+        }
+        for m in machines
+        if m.id in statuses and statuses[m.id]["last_error"] is not None
+    ]
+    return {
+        "lamassu": {
+            "machines": len(statuses),
+            "configured": sum(s["configured"] for s in statuses.values()),
+            "in_error": len(in_error),
+        },
+        "in_error": in_error,
+    }
 
 
 async def _last_sales(machine_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -126,7 +166,7 @@ async def machine_health(
     statuses = await crud_telemetry.get_statuses(ids)
     settings = await crud_telemetry.get_settings(operator_user_id)
     sales = await _last_sales(ids)
-    sources = await _source_status(ids)
+    sources = await _source_status(machines)
     now = utc_now()
     result = []
     for machine in machines:
@@ -238,7 +278,9 @@ async def check_loop() -> None:
 
 async def instance_health(scope: str | None) -> dict[str, Any]:
     """For an uptime checker: workers, queues, recovery, settlement counts,
-    machines online, relays and sources. ``scope`` None: the whole instance."""
+    machines online, relays and sources (``sources``: the Lamassu sources
+    and those whose last poll failed; they do not change ``ok``). ``scope``
+    None: the whole instance."""
     from .tasks import runtime_status
 
     runtime = runtime_status()
@@ -277,5 +319,5 @@ async def instance_health(scope: str | None) -> dict[str, Any]:
             "offline": len(machines) - online,
         },
         "relays": relay_list,
-        "sources": None,
+        "sources": _sources_summary(machines, await _source_status(machines)),
     }

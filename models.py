@@ -840,7 +840,10 @@ class NotificationSettings(_Row):
     webhook_secret: str | None = None
     lnbits_channels: bool = True
     stuck_after_minutes: int = 30
-    offline_after_minutes: int = 15
+    # The offline threshold is stored once, in
+    # telemetry_settings.offline_after_seconds (what health reads); the
+    # notification_settings.offline_after_minutes column is left unused, as
+    # dropping it would take a migration.
     updated_at: datetime = Field(default_factory=utc_now)
 
 
@@ -860,7 +863,9 @@ class SetNotificationSettingsData(BaseModel):
     rotate_secret: bool = False
     lnbits_channels: bool = True
     stuck_after_minutes: int = Field(30, ge=1, le=7 * 24 * 60)
-    offline_after_minutes: int = Field(15, ge=1, le=7 * 24 * 60)
+    # stored as telemetry_settings.offline_after_seconds (shared with PUT
+    # /relays); left out or null: unchanged
+    offline_after_minutes: int | None = Field(None, ge=1, le=7 * 24 * 60)
 
 
 class NotificationLogEntry(_Row):

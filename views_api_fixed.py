@@ -12,7 +12,7 @@ from lnbits.core.models import User
 from lnbits.decorators import check_user_exists
 from lnbits.helpers import check_callback_url
 
-from . import crud, crud_fixed, crud_notifications, fixed
+from . import crud, crud_fixed, crud_notifications, crud_telemetry, fixed
 from .calculations import to_minor_units
 from .errors import Invalid
 from .models import (
@@ -192,14 +192,16 @@ async def api_list_fixed_slots(
 # --- notifications -----------------------------------------------------------
 
 
-def _public(settings: NotificationSettings, secret: str | None = None):
+async def _public(settings: NotificationSettings, secret: str | None = None):
+    telemetry = await crud_telemetry.get_settings(settings.operator_user_id)
     return NotificationSettingsOut(
         webhook_url=settings.webhook_url,
         has_webhook_secret=settings.webhook_secret is not None,
         webhook_secret=secret,
         lnbits_channels=settings.lnbits_channels,
         stuck_after_minutes=settings.stuck_after_minutes,
-        offline_after_minutes=settings.offline_after_minutes,
+        # the one offline threshold, shared with GET/PUT /relays
+        offline_after_minutes=telemetry.offline_after_seconds // 60,
     )
 
 
@@ -208,7 +210,7 @@ async def api_get_notifications(
     user: User = Depends(check_user_exists),
 ) -> NotificationSettingsOut:
     """The webhook and thresholds; the webhook secret is never shown again."""
-    return _public(await crud_notifications.get_settings(user.id))
+    return await _public(await crud_notifications.get_settings(user.id))
 
 
 @fixed_router.put("/notifications")
@@ -233,9 +235,11 @@ async def api_set_notifications(
     settings.webhook_url = url
     settings.lnbits_channels = data.lnbits_channels
     settings.stuck_after_minutes = data.stuck_after_minutes
-    settings.offline_after_minutes = data.offline_after_minutes
-    await crud_notifications.put_settings(settings)
-    return _public(settings, secret)
+    offline = data.offline_after_minutes
+    await crud_notifications.put_settings(
+        settings, None if offline is None else offline * 60
+    )
+    return await _public(settings, secret)
 
 
 @fixed_router.get("/notifications/log")

@@ -74,7 +74,8 @@ them; times ISO 8601 UTC)
   cumulative_fiat}]}``: one point per UTC day with purchases; the cumulative
   values include everything before ``since`` (``start_*``). Fiat only when
   the positions share one currency.
-- ``GET /lp/export/payments.csv?client_id=&leg_type=`` -> text/csv.
+- ``GET /lp/export/payments.csv?client_id=&leg_type=&since=&until=`` ->
+  text/csv (same filters and 422s as ``GET /lp/payments``).
 """
 
 from __future__ import annotations
@@ -400,14 +401,19 @@ async def api_lp_payments(
 ) -> list[LpPayment]:
     """Sats paid to the caller's positions (completed purchases), or with
     ``leg_type=autoforward`` its forwards."""
-    for name, value in (("since", since), ("until", until)):
-        if value is not None and not MIN_TIME <= value.replace(tzinfo=None) <= MAX_TIME:
-            raise Invalid(name, "must be between 1970 and 2999")
+    _check_range(since, until)
     ids = await _own_client_ids(caller, client_id)
     legs = await crud_lp.list_lp_payments(
         ids, leg_type, since, until, page.limit, page.offset
     )
     return [LpPayment.parse_obj(leg.dict()) for leg in legs]
+
+
+def _check_range(since: datetime | None, until: datetime | None) -> None:
+    """``since`` (inclusive) and ``until`` (exclusive) must be storable."""
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and not MIN_TIME <= value.replace(tzinfo=None) <= MAX_TIME:
+            raise Invalid(name, "must be between 1970 and 2999")
 
 
 async def _own_client_ids(caller: LpCaller, client_id: str | None) -> list[str]:
@@ -449,14 +455,19 @@ async def api_lp_series(
 async def api_lp_export_payments(
     client_id: str | None = None,
     leg_type: LpLegType = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
     caller: LpCaller = Depends(lp_reader),
 ) -> Response:
-    """The caller's payouts (or forwards) as CSV, newest first."""
-
+    """The caller's payouts (or forwards) as CSV, newest first; ``since`` and
+    ``until`` filter as in ``GET /lp/payments``."""
+    _check_range(since, until)
     ids = await _own_client_ids(caller, client_id)
 
     async def fetch(limit: int, offset: int) -> list[DcaPayment]:
-        return await crud_lp.list_lp_payments(ids, leg_type, None, None, limit, offset)
+        return await crud_lp.list_lp_payments(
+            ids, leg_type, since, until, limit, offset
+        )
 
     return _csv_response(
         "lp-payments.csv", _csv_stream(LP_PAYMENT_COLUMNS, fetch, _lp_payment_row)

@@ -507,6 +507,62 @@ async def test_lp_csv_export_neutralises_cells_and_hides_operator_wallets(
     )
 
 
+async def test_lp_csv_export_takes_the_same_since_and_until_as_the_list(
+    http, operator, make_user
+):
+    machine = await add_machine(operator)
+    lp = await make_user("lp")
+    client = await add_client(machine, lp)
+    now = datetime.now(timezone.utc)
+    await _ledger(machine, client, [
+        (1_000, 100, now - timedelta(days=10)),
+        (2_000, 200, now - timedelta(days=5)),
+        (3_000, 300, now - timedelta(days=1)),
+    ])  # fmt: skip
+    for params in (
+        {"since": (now - timedelta(days=6)).isoformat()},
+        {"until": (now - timedelta(days=5)).isoformat()},  # exclusive
+        {
+            "since": (now - timedelta(days=5)).isoformat(),  # inclusive
+            "until": (now - timedelta(days=2)).isoformat(),
+        },
+        {},
+    ):
+        listed = await call(http, lp, "GET", "/lp/payments", params=params)
+        assert listed.status_code == 200, listed.text
+        exported = await call(http, lp, "GET", "/lp/export/payments.csv", params=params)
+        assert exported.status_code == 200, exported.text
+        rows = list(csv.DictReader(io.StringIO(exported.text)))
+        assert [int(r["amount_sats"]) for r in rows] == [
+            p["amount_sats"] for p in listed.json()
+        ], params
+    csv_sats = {
+        key: [
+            int(r["amount_sats"])
+            for r in csv.DictReader(
+                io.StringIO(
+                    (
+                        await call(
+                            http, lp, "GET", "/lp/export/payments.csv",
+                            params={key: (now - timedelta(days=5)).isoformat()},
+                        )
+                    ).text
+                )
+            )
+        ]
+        for key in ("since", "until")
+    }  # fmt: skip
+    assert csv_sats == {"since": [3_000, 2_000], "until": [1_000]}
+    for query, field in (
+        ("since=9999-12-31T23:59:59%2B14:00", "since"),
+        ("until=0001-01-01T00:00:00", "until"),
+        ("since=yesterday", "since"),
+    ):
+        field_error(
+            await call(http, lp, "GET", f"/lp/export/payments.csv?{query}"), field
+        )
+
+
 async def test_fixed_schedule_sets_the_maximum_and_the_next_buy(
     http, operator, make_user
 ):

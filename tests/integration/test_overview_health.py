@@ -16,6 +16,7 @@ from scenario import (
     set_splits,
     wait_for_settlement,
 )
+from test_lamassu import _closed_port, connect, create_machine, poll
 from test_telemetry import keypair, post, sign
 
 API = "/satmachineadmin/api/v1/dca"
@@ -215,3 +216,181 @@ async def test_offline_and_low_cassette_notify_once_and_clear(
         ("cleared", operator.id, f"machine-low-cassette:{machine_id}"),
         ("cleared", operator.id, f"machine-offline:{machine_id}"),
     ]
+
+
+async def test_one_offline_threshold_behind_notifications_relays_and_health(
+    http, operator
+):
+    from satmachineadmin import health
+
+    secret, npub = keypair()
+    created = await http.post(
+        f"{API}/machines",
+        json={
+            "npub": npub,
+            "wallet_id": operator.wallets[1].id,
+            "name": "Threshold ATM",
+            "currency": "GTQ",
+        },
+        headers=operator.headers,
+    )
+    machine_id = created.json()["id"]
+    old = int(time.time()) - 20 * 60  # 20 minutes ago
+    assert (await post(http, sign(secret, {"x": 1}, created_at=old)))[0] == 200
+
+    async def presence() -> tuple[bool, int, int]:
+        rows = (
+            await http.get(f"{API}/health/machines", headers=operator.headers)
+        ).json()
+        [row] = [r for r in rows if r["machine_id"] == machine_id]
+        summary = (await http.get(f"{API}/health", headers=operator.headers)).json()
+        return (
+            row["online"],
+            row["offline_after_seconds"],
+            summary["machines"]["online"],
+        )
+
+    async def read(route: str) -> int:
+        r = await http.get(f"{API}/{route}", headers=operator.headers)
+        assert r.status_code == 200, r.text
+        return r.json()["offline_after_minutes"]
+
+    # the default (10 minutes), reported the same by both routes
+    assert await read("notifications") == await read("relays") == 10
+    assert await presence() == (False, 600, 0)
+
+    # set through /notifications: /relays reads it, health uses it
+    r = await http.put(
+        f"{API}/notifications",
+        json={"offline_after_minutes": 30},
+        headers=operator.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["offline_after_minutes"] == 30
+    assert await read("relays") == 30
+    assert await presence() == (True, 1800, 1)
+    from satmachineadmin import crud_telemetry
+
+    mine = await crud_telemetry.get_settings(operator.id)
+    assert health.is_online(
+        await crud_telemetry.get_status(machine_id), mine, health.utc_now()
+    )
+
+    # set through /relays: /notifications reads it, health uses it
+    r = await http.put(
+        f"{API}/relays",
+        json={"relays": [], "offline_after_minutes": 15},
+        headers=operator.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert await read("notifications") == 15
+    assert await presence() == (False, 900, 0)
+
+    # a /notifications change that leaves the threshold out keeps it
+    r = await http.put(
+        f"{API}/notifications",
+        json={"stuck_after_minutes": 45},
+        headers=operator.headers,
+    )
+    assert r.status_code == 200, r.text
+    assert r.json()["offline_after_minutes"] == 15
+    assert r.json()["stuck_after_minutes"] == 45
+    assert await read("relays") == 15
+
+
+async def test_health_reports_the_lamassu_poll_status_and_sources_in_error(
+    http, operator, other_operator
+):
+    from satmachineadmin import crud_sources
+
+    lamassu = await create_machine(http, operator, operator.wallets[1])
+    manual = await create_machine(http, operator, operator.wallets[2], "manual")
+    _, npub = keypair()
+    bitspire = await http.post(
+        f"{API}/machines",
+        json={
+            "npub": npub,
+            "name": "bitSpire ATM",
+            "wallet_id": operator.wallets[3].id,
+            "currency": "GTQ",
+        },
+        headers=operator.headers,
+    )
+    assert bitspire.status_code == 201, bitspire.text
+
+    async def health_rows() -> dict[str, dict]:
+        r = await http.get(f"{API}/health/machines", headers=operator.headers)
+        assert r.status_code == 200, r.text
+        return {row["machine_id"]: row["source_status"] for row in r.json()}
+
+    async def summary() -> dict:
+        r = await http.get(f"{API}/health", headers=operator.headers)
+        assert r.status_code == 200, r.text
+        return r.json()["sources"]
+
+    # not connected yet: a Lamassu status with nothing in it
+    rows = await health_rows()
+    assert rows[manual["id"]] is None and rows[bitspire.json()["id"]] is None
+    assert rows[lamassu["id"]] == {
+        "kind": "lamassu",
+        "configured": False,
+        "last_poll_at": None,
+        "last_success_at": None,
+        "last_error": None,
+        "last_error_at": None,
+    }
+    assert await summary() == {
+        "lamassu": {"machines": 1, "configured": 0, "in_error": 0},
+        "in_error": [],
+    }
+
+    # connected to a closed port: the poll fails and health says so
+    password = "health-secret-pw"
+    await connect(
+        http,
+        operator,
+        lamassu["id"],
+        {
+            "host": "127.0.0.1",
+            "port": _closed_port(),
+            "database": "lamassu",
+            "user": "reader",
+            "password": password,
+            "sslmode": "disable",
+            "device_id": "dev-health",
+            "poll_seconds": 3600,
+        },
+    )
+    polled = await poll(http, operator, lamassu["id"])
+    assert polled["error"]
+    machines = await http.get(f"{API}/health/machines", headers=operator.headers)
+    status = {r["machine_id"]: r["source_status"] for r in machines.json()}[
+        lamassu["id"]
+    ]
+    assert status["kind"] == "lamassu" and status["configured"] is True
+    assert "connection refused" in status["last_error"]
+    assert status["last_poll_at"] and status["last_error_at"]
+    assert status["last_success_at"] is None
+    assert set(status) == {
+        "kind", "configured", "last_poll_at", "last_success_at",
+        "last_error", "last_error_at",
+    }  # fmt: skip
+    sources = await summary()
+    assert sources["lamassu"] == {"machines": 1, "configured": 1, "in_error": 1}
+    [err] = sources["in_error"]
+    assert err["machine_id"] == lamassu["id"] and err["name"] == lamassu["name"]
+    assert "connection refused" in err["last_error"]
+    health_text = (
+        machines.text + (await http.get(f"{API}/health", headers=operator.headers)).text
+    )
+    assert password not in health_text and "reader" not in health_text
+    theirs = (await http.get(f"{API}/health", headers=other_operator.headers)).json()[
+        "sources"
+    ]
+    assert theirs["in_error"] == [] and theirs["lamassu"]["machines"] == 0
+
+    # a successful poll clears it
+    await crud_sources.record_poll(lamassu["id"], error=None, landed=0, cursor=None)
+    status = (await health_rows())[lamassu["id"]]
+    assert status["last_error"] is None and status["last_success_at"] is not None
+    assert (await summary())["lamassu"]["in_error"] == 0
