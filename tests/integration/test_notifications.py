@@ -273,9 +273,15 @@ async def test_watcher_tells_of_stuck_and_awaiting_funds_settlements(http, opera
         )
         await crud._execute(
             c,
+            # Stuck: a worker holds it (a live lease, so the resume loop of
+            # the same LNbits leaves it alone) and made no progress for 31 min.
             "UPDATE satmachineadmin.settlements SET status = 'processing', "
-            "updated_at = :t WHERE id = :id",
-            {"id": stuck.id, "t": utc_now() - timedelta(minutes=31)},
+            "updated_at = :t, claimed_until = :lease WHERE id = :id",
+            {
+                "id": stuck.id,
+                "t": utc_now() - timedelta(minutes=31),
+                "lease": utc_now() + timedelta(hours=1),
+            },
         )
     await notifications.watch_once()
     keys = {e["problem_key"] for e in await log_entries(http, operator)}
