@@ -89,8 +89,12 @@ async def api_machine_telemetry(
     """The machine's merged latest state (each field from the newest event
     that carried it) and its events, newest first."""
     machine = await owned_machine(machine_id, user)
-    status = await crud_telemetry.get_status(machine.id)
+    # The history first, then the state: an event is stored and merged in one
+    # transaction, so the state read second includes every event listed (read
+    # the other way round, an event stored between the two reads would be
+    # listed while the state did not show it yet).
     history = await crud_telemetry.list_history(machine.id, page.limit, page.offset)
+    status = await crud_telemetry.get_status(machine.id)
     latest = None
     if status is not None:
         fields = json.loads(status.fields or "{}")

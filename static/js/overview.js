@@ -8,6 +8,11 @@ let salesChart = null // a Chart.js instance: kept out of Vue's reactivity
 
 window.SMOverview = {
   data() {
+    const telemetryForm = {
+      relays: '',
+      offline_after_minutes: 10,
+      low_cassette_bills: 20
+    }
     return {
       overview: null,
       overviewLoading: false,
@@ -18,13 +23,13 @@ window.SMOverview = {
         {value: 90, label: '90 days'}
       ],
       machineHealth: {},
-      telemetryForm: {
-        relays: '',
-        offline_after_minutes: 10,
-        low_cassette_bills: 20
-      },
+      telemetryForm,
       relayStatus: [],
-      telemetrySaving: false
+      telemetrySaving: false,
+      // The form as last read or saved: a reload keeps the operator's
+      // unsaved edits (see applyTelemetrySettings).
+      telemetryShown: JSON.stringify(telemetryForm),
+      telemetryRequest: 0
     }
   },
   computed: {
@@ -67,18 +72,30 @@ window.SMOverview = {
       }
     },
     async loadTelemetrySettings() {
+      // Each overview (re)load reads the settings again, possibly while the
+      // operator types or saves: a read answered after a newer read, or
+      // after a save, is dropped.
+      const request = ++this.telemetryRequest
       try {
         const data = await SM.request('GET', '/relays')
-        this.applyTelemetrySettings(data)
+        if (request !== this.telemetryRequest) return
+        this.applyTelemetrySettings(data, true)
       } catch (error) {
         SM.notifyError(error, 'Could not load the relay settings')
       }
     },
-    applyTelemetrySettings(data) {
-      this.telemetryForm = {
+    // `keepEdits`: a reload shows the relays' state but leaves a form the
+    // operator has changed (and not yet saved) as it is.
+    applyTelemetrySettings(data, keepEdits = false) {
+      const form = {
         relays: data.relays.join('\n'),
         offline_after_minutes: data.offline_after_minutes,
         low_cassette_bills: data.low_cassette_bills
+      }
+      const edited = JSON.stringify(this.telemetryForm) !== this.telemetryShown
+      if (!keepEdits || !edited) {
+        this.telemetryForm = form
+        this.telemetryShown = JSON.stringify(form)
       }
       this.relayStatus = data.status || []
     },
@@ -94,6 +111,7 @@ window.SMOverview = {
           offline_after_minutes: this.telemetryForm.offline_after_minutes,
           low_cassette_bills: this.telemetryForm.low_cassette_bills
         })
+        this.telemetryRequest++ // reads sent before this answer are stale
         this.applyTelemetrySettings(data)
         SM.notifyDone('Saved the machine report settings')
       } catch (error) {

@@ -259,7 +259,8 @@ def test_operator_sells_and_lp_sees_payout(
         assert rows.count() == SALES
         row = rows.first
         with page.expect_download() as download:
-            page.get_by_role("link", name="CSV").click()
+            # (the tab's reconciliation section has a CSV link of its own)
+            s.test_id("settlements-csv").click()
         csv_lines = Path(download.value.path()).read_text().splitlines()
         assert download.value.suggested_filename == "settlements.csv"
         assert csv_lines[0].startswith("id,created_at,")

@@ -32,7 +32,8 @@ def run_async(coroutine: Any) -> Any:
 
 def add_machine(s: Any, name: str, source_label: str, wallet: str) -> None:
     page = s.page
-    s.test_id("add-machine").first.click()
+    s.tab("Machines")  # the Overview is the first tab
+    s.test_id("add-machine").click()
     s.choose(s.test_id("machine-source"), source_label)
     expect(s.test_id("machine-npub")).to_have_count(0)  # no npub but bitSpire
     s.test_id("machine-name").fill(name)

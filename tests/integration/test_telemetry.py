@@ -320,9 +320,11 @@ async def test_telemetry_through_a_local_relay(http, operator):
 
         async def history_len(n):
             state = await telemetry(http, operator, machine_id)
-            # The route reads the merged state, then the history: an event
-            # stored between the two reads shows in the history only.
-            ready = len(state["history"]) >= n and state["latest"] is not None
+            # The route reads the history, then the merged state: the state
+            # includes every event the history lists.
+            ready = len(state["history"]) >= n
+            if ready:
+                assert state["latest"] is not None, state
             return state if ready else None
 
         state = await wait_for(lambda: history_len(1))
