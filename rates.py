@@ -41,7 +41,9 @@ async def lnbits_price(currency: str) -> Decimal:
                 f"LNbits' {currency} rate is {int(age)} s old "
                 f"(more than {MAX_RATE_AGE_SECONDS} s)"
             )
-    value = Decimal(repr(float(price)))
+    # LNbits hands the price over as a binary float: its shortest decimal
+    # text is the value it meant (str of a float is its repr).
+    value = Decimal(str(price))
     if not value.is_finite() or value <= 0:
         raise NoRate(f"LNbits has no exchange rate for {currency}")
     return value
