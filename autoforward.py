@@ -22,6 +22,10 @@ paid -> completed; still in flight -> wait; otherwise it is paid again with
 the same invoice (LNbits refuses to pay an invoice twice), and if that fails
 it is marked failed and the next forward is a new leg (n + 1) with a new
 invoice. A failed forward takes nothing: the sats stay in the LP's wallet.
+A forward to an address on this LNbits counts as completed only once the
+payee has it: a transfer a crash left half done is finished forward first
+(``payer.finish_forward``), and the recovery loop's sweep checks the
+forwards completed in its window again (``payer.sweep_half_done``).
 
 On failure the position waits (backoff 1, 2, 4 ... minutes, at most 6 h);
 after ``ALERT_AFTER_FAILURES`` failures in a row the operator is told
@@ -43,7 +47,7 @@ from lnbits.core.services.payments import fee_reserve_total
 from lnbits.exceptions import InvoiceError, PaymentError
 from loguru import logger
 
-from . import crud, crud_lp, notifications
+from . import crud, crud_lp, notifications, payer
 from .models import DcaClient, DcaPayment, LpPreferences, Machine, utc_now
 
 # Seconds between passes (an environment override lets tests go faster).
@@ -227,6 +231,9 @@ async def settle(leg: DcaPayment) -> DcaPayment:
     if payment is None or payment.failed:
         payment = await _pay(leg)
     if payment is not None and payment.success:
+        # Completed only once the payee has it: a forward to an address on
+        # this LNbits that a crash left half done is finished first.
+        await payer.finish_forward(leg)
         return await _record(leg, "completed", None, payment)
     if payment is not None and payment.pending:
         return leg

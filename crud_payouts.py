@@ -43,6 +43,19 @@ async def get_recently_failed_invoices(since: datetime) -> list[Payment]:
     )
 
 
+async def get_recent_forwards(since: datetime) -> list[DcaPayment]:
+    """Autoforward legs completed (or repaired) since ``since``, read through
+    the (status, updated_at) index."""
+    async with connection() as c:
+        return await _fetchall(
+            c,
+            f"""SELECT * FROM {S}.payments WHERE status = 'completed'
+                AND updated_at >= :since AND leg_type = 'autoforward'""",
+            {"since": since},
+            DcaPayment,
+        )
+
+
 async def get_legs_by_hashes(hashes: Sequence[str]) -> list[DcaPayment]:
     if not hashes:
         return []

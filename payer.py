@@ -262,12 +262,14 @@ class TransferState:
         for p in payments:
             if p.payment_hash != leg.payment_hash:
                 continue
-            if p.amount > 0 and p.wallet_id == leg.destination_wallet_id:
+            if p.amount > 0 and _is_destination(p, leg):
                 self.incoming = p
             elif p.amount < 0 and p.wallet_id == leg.source_wallet_id:
                 if self.outgoing is None or p.success:
                     self.outgoing = p
-        ours = self.incoming is not None and _is_our_invoice(self.incoming, leg)
+        ours = self.incoming is not None and (
+            _is_forward(leg) or _is_our_invoice(self.incoming, leg)
+        )
         self.paid_out = (
             self.outgoing is not None
             and self.outgoing.success
@@ -294,6 +296,22 @@ class TransferState:
                 self.dead = "LNbits marked the invoice failed"
             elif self.incoming.pending and self.incoming.is_expired:
                 self.dead = "the invoice expired"
+
+
+def _is_forward(leg: DcaPayment) -> bool:
+    """A leg that pays an invoice someone else made (an autoforward to an
+    LNURL address), rather than one this extension made on its destination."""
+    return leg.destination_wallet_id is None and leg.payment_request is not None
+
+
+def _is_destination(payment: Payment, leg: DcaPayment) -> bool:
+    """Whether ``payment`` is the leg's invoice on its destination wallet. A
+    forward's destination is whichever wallet of this LNbits made the very
+    invoice the leg recorded (LNbits stores a bolt11 in lower case)."""
+    if _is_forward(leg):
+        assert leg.payment_request is not None  # noqa: S101
+        return payment.bolt11.lower() == leg.payment_request.lower()
+    return payment.wallet_id == leg.destination_wallet_id
 
 
 def _is_our_invoice(payment: Payment, leg: DcaPayment) -> bool:
@@ -350,11 +368,13 @@ async def sweep_half_done(since: datetime) -> int:
     """Repair the transfers of this extension's legs that LNbits left (or
     made) half done since ``since``; returns how many were repaired."""
     failed = await crud_payouts.get_recently_failed_invoices(since)
-    if not failed:
-        return 0
     hashes = sorted({p.payment_hash for p in failed})
     legs = await crud_payouts.get_legs_by_hashes(hashes)
-    if not legs:
+    # A forward's invoice was made by its payee, without our mark: the
+    # forwards completed in the window are checked instead (a few rows).
+    legs += await crud_payouts.get_recent_forwards(since)
+    hashes = sorted({leg.payment_hash for leg in legs if leg.payment_hash})
+    if not hashes:
         return 0
     payments = await crud_payouts.get_transfers(hashes)
     repaired = 0
@@ -376,6 +396,19 @@ async def was_paid(leg: DcaPayment) -> bool:
         await _repair(leg, state)
         return True
     return state.received
+
+
+async def finish_forward(leg: DcaPayment) -> bool:
+    """After a forward's payment succeeded: if its invoice was made on this
+    LNbits and LNbits left the transfer half done (the LP's wallet debited,
+    the payee's invoice not paid), finish it forward. True if it repaired.
+    A forward to another node has no invoice here: nothing to check."""
+    if leg.payment_hash is None or not _is_forward(leg):
+        return False
+    [(_, state)] = await _inspect([leg])
+    if state.half_done:
+        await _repair(leg, state)
+    return state.half_done
 
 
 def completed(leg: DcaPayment) -> DcaPayment:

@@ -65,6 +65,17 @@ async def dca_position(http, operator, lp, customer):
     return stored, received
 
 
+@pytest.fixture
+async def quiet_tasks():
+    """Stops the extension's loops when called, so only the test's own passes
+    and sweeps run; they are started again after the test."""
+    import satmachineadmin
+
+    yield satmachineadmin.satmachineadmin_stop
+    if not satmachineadmin.scheduled_tasks:
+        satmachineadmin.satmachineadmin_start()
+
+
 async def turn_on(http, lp, client, address: str, threshold: int = 1000):
     r = await call(
         http, lp, "PUT", f"/lp/positions/{client.id}",
@@ -267,3 +278,56 @@ async def test_forwards_follow_the_wallet_and_never_take_other_funds(
     assert leg.status == "completed" and leg.amount_sats == received - 1000
     assert await wallet_balance(lp.wallet.id) == 0
     assert await wallet_balance(payee.wallet.id) == received
+
+
+async def test_a_forward_lnbits_left_half_done_is_finished_once(
+    http, operator, make_user, customer, lnurl_server, monkeypatch, quiet_tasks
+):
+    """A forward to an address on this LNbits is an internal transfer, which
+    LNbits writes in two commits. The process died between them (the LP's
+    wallet debited, the payee's invoice still pending): the next run finishes
+    it forward and records the repair. LNbits' pending check then rewrites
+    the invoice failed from a stale copy: the sweep finishes it again, once."""
+    from lnbits.core.crud import get_standalone_payment, update_payment
+    from lnbits.core.models import PaymentState
+    from satmachineadmin import autoforward, payer
+    from satmachineadmin.models import utc_now
+
+    lp, payee = await make_user("lp"), await make_user("payee")
+    client, received = await dca_position(http, operator, lp, customer)
+    lnurl_server.payees["p5"] = payee.wallet.inkey
+    await turn_on(http, lp, client, lnurl_server.lnurlp("p5"))
+    quiet_tasks()
+
+    async def crash(*args, **kwargs):
+        raise RuntimeError("process died before recording")
+
+    real_record = autoforward._record
+    monkeypatch.setattr(autoforward, "_record", crash)
+    await autoforward.run_once()
+    [leg] = await forwards(client.id)
+    invoice = await get_standalone_payment(leg.payment_hash, incoming=True)
+    assert invoice is not None and invoice.success
+    invoice.status = PaymentState.PENDING  # LNbits' second commit never happened
+    await update_payment(invoice)
+    assert await wallet_balance(lp.wallet.id) == 0
+    assert await wallet_balance(payee.wallet.id) == 0
+
+    monkeypatch.setattr(autoforward, "_record", real_record)
+    await autoforward.run_once()
+    [leg] = await forwards(client.id)
+    assert leg.status == "completed"
+    assert leg.repaired_at is not None and "marked paid" in leg.repair_note
+    assert await wallet_balance(payee.wallet.id) == received
+    assert await wallet_balance(lp.wallet.id) == 0
+
+    invoice = await get_standalone_payment(leg.payment_hash, incoming=True)
+    invoice.status = PaymentState.FAILED  # the pending check's stale write
+    await update_payment(invoice)
+    assert await wallet_balance(payee.wallet.id) == 0
+    since = utc_now() - timedelta(minutes=1)
+    assert await payer.sweep_half_done(since) == 1
+    assert await wallet_balance(payee.wallet.id) == received
+    assert await payer.sweep_half_done(since) == 0
+    assert await wallet_balance(lp.wallet.id) == 0
+    assert len(lnurl_server.requests) == 1
