@@ -10,7 +10,7 @@ transaction (``async with transaction() as conn``) and notes keep their text.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
@@ -100,6 +100,24 @@ async def _scalar_rows(
         text(conn.rewrite_query(sql)), _params(conn, values)
     )
     return [dict(row) for row in result.mappings().all()]
+
+
+def _names(prefix: str, values: Sequence[str]) -> tuple[dict[str, str], str]:
+    """Named parameters for an ``IN (...)`` list: (values by name, placeholders)."""
+    names = {f"{prefix}{i}": v for i, v in enumerate(values)}
+    return names, ", ".join(f":{n}" for n in names)
+
+
+async def _execute_many(
+    conn: Connection, sql: str, rows: Sequence[dict[str, Any]]
+) -> None:
+    """One statement for many rows (executemany: one round trip on
+    PostgreSQL, one prepared statement on SQLite), in the caller's
+    transaction. The row count of such a statement is not reliable."""
+    if rows:
+        await conn.conn.execute(
+            text(conn.rewrite_query(sql)), [_params(conn, row) for row in rows]
+        )
 
 
 async def _insert(
@@ -704,11 +722,12 @@ async def claim_settlement(
     lease: timedelta,
     conn: Connection | None = None,
     claimed_by: str | None = None,
-) -> bool:
+) -> DcaSettlement | None:
     """Take a settlement for processing, atomically: from `pending`, or from a
     `processing` whose lease ran out (its worker died). Exactly one caller,
-    in any number of processes sharing the database, gets True.
-    ``claimed_by`` names the claiming process (shown to the operator)."""
+    in any number of processes sharing the database, gets the settlement (as
+    claimed); the others get None. ``claimed_by`` names the claiming process
+    (shown to the operator)."""
     now = utc_now()
     async with connection(conn) as c:
         result = await _execute(
@@ -717,10 +736,14 @@ async def claim_settlement(
                 SET status = 'processing', claimed_until = :until, updated_at = :now,
                 claimed_by = :by
                 WHERE id = :id AND (status = 'pending'
-                  OR (status = 'processing' AND claimed_until < :now))""",
+                  OR (status = 'processing' AND claimed_until < :now))
+                RETURNING *""",
             {"id": settlement_id, "until": now + lease, "now": now, "by": claimed_by},
+            commit=False,
         )
-    return result.rowcount == 1
+        rows = result.mappings().all()
+        await c.conn.commit()
+    return dict_to_model(dict(rows[0]), DcaSettlement) if rows else None
 
 
 async def list_settlement_ids_to_resume() -> list[str]:
@@ -809,9 +832,18 @@ async def get_commission_splits(
 async def get_effective_commission_splits(
     operator_user_id: str, machine_id: str, conn: Connection | None = None
 ) -> list[CommissionSplit]:
-    """What the pipeline applies: the machine's override, else the default."""
-    override = await get_commission_splits(operator_user_id, machine_id, conn)
-    return override or await get_commission_splits(operator_user_id, None, conn)
+    """What the pipeline applies: the machine's override, else the default
+    (both scopes read in one query)."""
+    async with connection(conn) as c:
+        rows = await _fetchall(
+            c,
+            f"""SELECT * FROM {S}.commission_splits WHERE operator_user_id = :op
+                AND (machine_id = :m OR machine_id IS NULL) ORDER BY position""",
+            {"op": operator_user_id, "m": machine_id},
+            CommissionSplit,
+        )
+    override = [row for row in rows if row.machine_id == machine_id]
+    return override or [row for row in rows if row.machine_id is None]
 
 
 async def replace_commission_splits(
@@ -848,9 +880,10 @@ async def replace_commission_splits(
 
 async def insert_legs(legs: Sequence[DcaPayment], conn: Connection) -> None:
     """Add legs to the caller's transaction (see ``transaction``), which commits
-    them all or none."""
-    for leg in legs:
-        await _insert(conn, "payments", leg, commit=False)
+    them all or none: one statement for all of them."""
+    if legs:
+        sql = insert_query(f"{S}.payments", legs[0])
+        await _execute_many(conn, sql, [model_to_dict(leg) for leg in legs])
 
 
 async def lock_machine(machine_id: str, conn: Connection) -> None:
@@ -915,19 +948,27 @@ async def attach_leg_invoices(invoices: Sequence[tuple[str, str, str]]) -> set[s
     attached: set[str] = set()
     if not invoices:
         return attached
-    now = utc_now()
+    values: dict[str, Any] = {"now": utc_now()}
+    pr_cases, ph_cases, ids = [], [], []
+    for i, (leg_id, payment_request, payment_hash) in enumerate(invoices):
+        values.update(
+            {f"i{i}": leg_id, f"pr{i}": payment_request, f"ph{i}": payment_hash}
+        )
+        pr_cases.append(f"WHEN :i{i} THEN :pr{i}")
+        ph_cases.append(f"WHEN :i{i} THEN :ph{i}")
+        ids.append(f":i{i}")
+    # One statement for the chunk; RETURNING names the legs it attached.
     async with transaction() as c:
-        for leg_id, payment_request, payment_hash in invoices:
-            result = await _execute(
-                c,
-                f"""UPDATE {S}.payments SET payment_request = :pr,
-                    payment_hash = :ph, updated_at = :now
-                    WHERE id = :id AND payment_hash IS NULL AND status = 'pending'""",
-                {"id": leg_id, "pr": payment_request, "ph": payment_hash, "now": now},
-                commit=False,
-            )
-            if result.rowcount == 1:
-                attached.add(leg_id)
+        rows = await _scalar_rows(
+            c,
+            f"""UPDATE {S}.payments
+                SET payment_request = CASE id {" ".join(pr_cases)} END,
+                payment_hash = CASE id {" ".join(ph_cases)} END, updated_at = :now
+                WHERE id IN ({", ".join(ids)}) AND payment_hash IS NULL
+                AND status = 'pending' RETURNING id""",
+            values,
+        )
+    attached.update(row["id"] for row in rows)
     return attached
 
 
@@ -935,17 +976,20 @@ async def record_leg_outcomes(
     legs: Sequence[DcaPayment],
     settlement_id: str | None,
     lease: timedelta | None,
+    then: Callable[[Connection], Awaitable[None]] | None = None,
 ) -> None:
     """Write legs' outcomes (status, error, attempts, completion) together, and
-    extend the worker's claim on their settlement, in one transaction."""
+    extend the worker's claim on their settlement, in one transaction; or,
+    with ``then``, run ``then`` in that same transaction instead of extending
+    the claim (the last chunk: the settlement is closed with its legs)."""
     now = utc_now()
     async with transaction() as c:
-        for leg in legs:
-            await _execute(
-                c,
-                f"""UPDATE {S}.payments SET status = :status, error = :error,
-                    attempts = :attempts, completed_at = :completed_at,
-                    updated_at = :now WHERE id = :id""",
+        await _execute_many(
+            c,
+            f"""UPDATE {S}.payments SET status = :status, error = :error,
+                attempts = :attempts, completed_at = :completed_at,
+                updated_at = :now WHERE id = :id""",
+            [
                 {
                     "id": leg.id,
                     "status": leg.status,
@@ -953,10 +997,13 @@ async def record_leg_outcomes(
                     "attempts": leg.attempts,
                     "completed_at": leg.completed_at,
                     "now": now,
-                },
-                commit=False,
-            )
-        if settlement_id is not None and lease is not None:
+                }
+                for leg in legs
+            ],
+        )
+        if then is not None:
+            await then(c)
+        elif settlement_id is not None and lease is not None:
             await _execute(
                 c,
                 f"""UPDATE {S}.settlements SET claimed_until = :until
@@ -964,6 +1011,32 @@ async def record_leg_outcomes(
                 {"id": settlement_id, "until": now + lease},
                 commit=False,
             )
+
+
+async def close_settlement(
+    settlement: DcaSettlement, conn: Connection
+) -> DcaSettlement | None:
+    """Write a processed settlement's outcome (status, error, processing time,
+    claim released) in the caller's transaction, if it is still being
+    processed: a worker that lost its claim never overwrites another's.
+    Returns the row as written (None if it was not ours to close)."""
+    result = await _execute(
+        conn,
+        f"""UPDATE {S}.settlements SET status = :status, error = :error,
+            processed_at = :processed_at, claimed_until = :until, updated_at = :now
+            WHERE id = :id AND status = 'processing' RETURNING *""",
+        {
+            "id": settlement.id,
+            "status": settlement.status,
+            "error": settlement.error,
+            "processed_at": settlement.processed_at,
+            "until": settlement.claimed_until,
+            "now": utc_now(),
+        },
+        commit=False,
+    )
+    rows = result.mappings().all()
+    return dict_to_model(dict(rows[0]), DcaSettlement) if rows else None
 
 
 async def void_unpaid_legs(settlement_id: str, conn: Connection) -> int:

@@ -18,6 +18,7 @@ from .crud import (
     _fetchall,
     _fetchone,
     _insert,
+    _names,
     _scalar_rows,
     _update,
     connection,
@@ -29,11 +30,6 @@ from .models import DcaClient, DcaPayment, Invite, LpPreferences, utc_now
 # operator paying out an LP's balance).
 INBOUND_LEGS = ("dca", "settlement")
 _INBOUND = "('dca', 'settlement')"
-
-
-def _names(prefix: str, values: Sequence[str]) -> tuple[dict[str, str], str]:
-    names = {f"{prefix}{i}": v for i, v in enumerate(values)}
-    return names, ", ".join(f":{n}" for n in names)
 
 
 # --- invites -------------------------------------------------------------------

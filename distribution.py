@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from lnbits.db import Connection
+
 from . import crud, funding, payer
 from .models import DcaPayment, DcaSettlement, Machine, SettlementStatus, utc_now
 from .planner import plan_legs
@@ -26,25 +28,38 @@ BOOT_ID = crud.new_id()  # this process: whose claim a settlement's is
 async def process_settlement(settlement_id: str) -> DcaSettlement | None:
     """Pay what a settlement still owes, if this worker can claim it."""
     async with crud.connection() as conn:
-        claimed = await crud.claim_settlement(
+        settlement = await crud.claim_settlement(
             settlement_id, LEASE, conn, claimed_by=BOOT_ID
         )
-        settlement = await crud.get_settlement(settlement_id, conn)
-        machine = None
-        if claimed and settlement is not None:
-            machine = await crud.get_machine(settlement.machine_id, conn)
-    if settlement is None or machine is None:
+        if settlement is None:  # not ours to process (or no such settlement)
+            return await crud.get_settlement(settlement_id, conn)
+        machine = await crud.get_machine(settlement.machine_id, conn)
+    if machine is None:
         return settlement
     legs = await _planned_legs(settlement, machine)
     payer.checkpoint("planned")
     pending = [leg for leg in legs if leg.status == "pending"]
     if await funding.hold_if_unfunded(settlement, machine, pending):
         return await crud.get_settlement(settlement.id)  # awaiting_funds
+    if not pending:  # a resumed run after every leg was recorded
+        return await _finish(settlement.id)
+    closed: list[DcaSettlement] = []
+
+    async def close(conn: Connection) -> None:
+        """Closes the settlement in the transaction that records the last
+        chunk's outcomes (one transaction fewer per settlement)."""
+        payer.checkpoint("before_finish")
+        legs = await crud.get_legs(settlement.id, settlement.distribution_round, conn)
+        if _close(settlement, legs):
+            closed.extend(filter(None, [await crud.close_settlement(settlement, conn)]))
+
     for start in range(0, len(pending), payer.CHUNK):
         chunk = pending[start : start + payer.CHUNK]
-        await payer.pay_legs(chunk, machine, settlement.id, LEASE)
-    payer.checkpoint("before_finish")
-    return await _finish(settlement.id)
+        last = start + payer.CHUNK >= len(pending)
+        await payer.pay_legs(
+            chunk, machine, settlement.id, LEASE, close if last else None
+        )
+    return closed[0] if closed else await crud.get_settlement(settlement.id)
 
 
 async def _planned_legs(
@@ -77,15 +92,16 @@ async def _finish(settlement_id: str) -> DcaSettlement | None:
         if settlement is None:
             return None
         legs = await crud.get_legs(settlement.id, settlement.distribution_round, conn)
-        _close(settlement, legs)
-        await crud.update_settlement(settlement, conn, commit=False)
+        if _close(settlement, legs):
+            await crud.update_settlement(settlement, conn, commit=False)
     return settlement
 
 
-def _close(settlement: DcaSettlement, legs: list[DcaPayment]) -> None:
-    """A settlement's status once its legs have been tried."""
+def _close(settlement: DcaSettlement, legs: list[DcaPayment]) -> bool:
+    """A settlement's status once its legs have been tried; False (nothing to
+    write) while a leg is still pending."""
     if any(leg.status == "pending" for leg in legs):
-        return  # cut off: resumed when the lease runs out
+        return False  # cut off: resumed when the lease runs out
     failed = [leg for leg in legs if leg.status == "failed"]
     if failed:
         settlement.status = "errored"
@@ -98,6 +114,7 @@ def _close(settlement: DcaSettlement, legs: list[DcaPayment]) -> None:
         settlement.error = None
         settlement.processed_at = utc_now()
     settlement.claimed_until = None
+    return True
 
 
 def _done_status(settlement: DcaSettlement) -> SettlementStatus:

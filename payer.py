@@ -26,13 +26,14 @@ A leg counts as completed only once the destination received it.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 
 from lnbits.core.crud import update_payment
 from lnbits.core.models import Payment, PaymentState
 from lnbits.core.services import create_invoice, pay_invoice
 from lnbits.core.services.payments import update_pending_payment
+from lnbits.db import Connection
 from lnbits.exceptions import InvoiceError, PaymentError
 from loguru import logger
 
@@ -71,6 +72,7 @@ async def pay_legs(
     machine: Machine,
     settlement_id: str | None,
     lease: timedelta | None = None,
+    then: Callable[[Connection], Awaitable[None]] | None = None,
 ) -> list[DcaPayment]:
     """Pay pending legs, each unless LNbits says it was already paid.
 
@@ -79,7 +81,8 @@ async def pay_legs(
     together after. A crash in between leaves paid legs pending with their
     invoice attached, and the next run asks LNbits (one query for the chunk)
     before paying them. ``legs`` may have no settlement (``settlement_id``
-    None) and any source wallet (a funding wallet)."""
+    None) and any source wallet (a funding wallet). ``then`` runs in the
+    transaction that records the outcomes (see ``crud.record_leg_outcomes``)."""
     extra = {leg.id: _transfer_extra(leg, machine.npub) for leg in legs}
     outcomes: list[DcaPayment] = []
     done: set[str] = set()  # legs with an outcome already
@@ -109,7 +112,7 @@ async def pay_legs(
         await keep.renew_if_due()
         checkpoint("invoice_attached")
         outcomes.append(await _pay(payable, extra[leg.id]))
-    await crud.record_leg_outcomes(outcomes, settlement_id, lease)
+    await crud.record_leg_outcomes(outcomes, settlement_id, lease, then)
     return outcomes
 
 
