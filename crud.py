@@ -326,9 +326,17 @@ async def get_machines_by_ids(machine_ids: Sequence[str]) -> dict[str, Machine]:
 
 
 async def delete_machine(machine_id: str) -> None:
-    """Delete a machine with no settlements, and its LPs, deposits and rules."""
+    """Delete a machine with no settlements, and everything that hangs off
+    it: its LPs (with their preferences and invites), deposits, rules,
+    schedules and sources."""
     async with transaction() as c:
         for sql in (
+            f"""DELETE FROM {S}.lp_preferences WHERE client_id IN
+                (SELECT id FROM {S}.clients WHERE machine_id = :m)""",
+            f"DELETE FROM {S}.invites WHERE machine_id = :m",
+            f"DELETE FROM {S}.fixed_slot_runs WHERE machine_id = :m",
+            f"DELETE FROM {S}.fixed_schedules WHERE machine_id = :m",
+            f"DELETE FROM {S}.recovery_checkpoints WHERE machine_id = :m",
             f"DELETE FROM {S}.deposits WHERE machine_id = :m",
             f"DELETE FROM {S}.payments WHERE machine_id = :m",
             f"DELETE FROM {S}.clients WHERE machine_id = :m",
@@ -468,16 +476,16 @@ async def client_has_history(client_id: str) -> bool:
 
 
 async def delete_client(client_id: str) -> None:
+    """Delete an LP position with its deposits, preferences and the invite
+    it was accepted through."""
     async with transaction() as c:
-        await _execute(
-            c,
+        for sql in (
             f"DELETE FROM {S}.deposits WHERE client_id = :c",
-            {"c": client_id},
-            commit=False,
-        )
-        await _execute(
-            c, f"DELETE FROM {S}.clients WHERE id = :c", {"c": client_id}, commit=False
-        )
+            f"DELETE FROM {S}.lp_preferences WHERE client_id = :c",
+            f"DELETE FROM {S}.invites WHERE client_id = :c",
+            f"DELETE FROM {S}.clients WHERE id = :c",
+        ):
+            await _execute(c, sql, {"c": client_id}, commit=False)
 
 
 # Fiat an LP has been charged: its DCA and settlement legs that completed or

@@ -622,3 +622,50 @@ async def test_fixed_schedule_sets_the_maximum_and_the_next_buy(
                    WHERE operator_user_id = :op""",
                 {"op": operator.id},
             )
+
+
+async def test_deleting_a_position_or_a_machine_leaves_no_orphan_rows(
+    http, operator, make_user
+):
+    """An LP's preferences and the invite it came through go with its
+    position; a machine's invites and positions' preferences go with it."""
+    from satmachineadmin import crud, crud_lp
+
+    async def rows(table: str, column: str, value: str) -> int:
+        async with crud.connection() as c:
+            [row] = await crud._scalar_rows(
+                c, f"SELECT COUNT(*) AS n FROM {crud.S}.{table} WHERE {column} = :v",
+                {"v": value},
+            )  # fmt: skip
+        return int(row["n"])
+
+    machine = await add_machine(operator, name="Short-lived ATM")
+    positions = []
+    for name in ("lp_a", "lp_b"):
+        lp = await make_user(name)
+        created = await invite(http, operator, machine.id)
+        accepted = await accept(http, lp, created["code"], lp.wallet.id)
+        assert accepted.status_code == 201, accepted.text
+        client_id = accepted.json()["client_id"]
+        saved = await call(
+            http, lp, "PUT", f"/lp/positions/{client_id}",
+            json={"autoforward_threshold_sats": 5000},
+        )  # fmt: skip
+        assert saved.status_code == 200, saved.text
+        assert await crud_lp.get_preferences(client_id) is not None
+        positions.append(client_id)
+    pending = await invite(http, operator, machine.id)
+
+    first, second = positions
+    deleted = await call(http, operator, "DELETE", f"/clients/{first}")
+    assert deleted.status_code == 204, deleted.text
+    assert await rows("lp_preferences", "client_id", first) == 0
+    assert await rows("invites", "client_id", first) == 0
+    assert await rows("lp_preferences", "client_id", second) == 1
+
+    deleted = await call(http, operator, "DELETE", f"/machines/{machine.id}")
+    assert deleted.status_code == 204, deleted.text
+    assert await rows("lp_preferences", "client_id", second) == 0
+    assert await rows("invites", "machine_id", machine.id) == 0
+    assert await rows("clients", "machine_id", machine.id) == 0
+    assert await crud_lp.get_invite(pending["id"]) is None
