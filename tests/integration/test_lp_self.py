@@ -634,7 +634,7 @@ async def test_deleting_a_position_or_a_machine_leaves_no_orphan_rows(
     async def rows(table: str, column: str, value: str) -> int:
         async with crud.connection() as c:
             [row] = await crud._scalar_rows(
-                c, f"SELECT COUNT(*) AS n FROM {crud.S}.{table} WHERE {column} = :v",
+                c, f"SELECT COUNT(*) AS n FROM {crud.S}.{table} WHERE {column} = :v",  # noqa: S608 - fixed names
                 {"v": value},
             )  # fmt: skip
         return int(row["n"])
