@@ -1,6 +1,6 @@
 """Operator actions on settlements and LP positions: retry, partial
 dispense, notes and balance settlement. They sit apart from the pipeline and
-call into it (``distribution.process_settlement``, ``payer.pay_legs``)."""
+call into it (``distribution.process_held``, ``payer.pay_legs``)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from .calculations import (
     split_two_stage_commission,
     to_minor_units,
 )
-from .distribution import process_settlement
+from .distribution import hold, process_held
 from .errors import Conflict, Invalid, NotFound
 from .models import DcaClient, DcaPayment, DcaSettlement, utc_now
 from .payer import completed, pay_legs, was_paid
@@ -35,9 +35,8 @@ async def retry_settlement(settlement_id: str) -> DcaSettlement:
             "(partial-dispense) to distribute it"
         )
     await crud.reset_failed_legs(settlement.id)
-    settlement.status = "pending"
-    await crud.update_settlement(settlement)
-    return await process_settlement(settlement.id) or settlement
+    await crud.update_settlement(hold(settlement))
+    return await process_held(settlement) or settlement
 
 
 async def apply_partial_dispense(
@@ -96,13 +95,12 @@ async def apply_partial_dispense(
     )
     settlement.dispensed_fraction = fraction
     settlement.distribution_round += 1
-    settlement.status = "pending"
     settlement.error = None
     async with crud.transaction() as conn:
         await crud.void_unpaid_legs(settlement.id, conn)
-        await crud.update_settlement(settlement, conn, commit=False)
+        await crud.update_settlement(hold(settlement), conn, commit=False)
     await crud.append_settlement_note(settlement.id, note_entry(author_user_id, memo))
-    return await process_settlement(settlement.id) or settlement
+    return await process_held(settlement) or settlement
 
 
 async def _settle_unknown_legs(settlement_id: str) -> list[DcaPayment]:

@@ -36,6 +36,29 @@ async def process_settlement(settlement_id: str) -> DcaSettlement | None:
         machine = await crud.get_machine(settlement.machine_id, conn)
     if machine is None:
         return settlement
+    return await _process(settlement, machine)
+
+
+def hold(settlement: DcaSettlement) -> DcaSettlement:
+    """Mark a settlement claimed by this process, for an operator action that
+    writes it back (``crud.update_settlement``) and then calls
+    ``process_held``: no worker can take it in between, and if this process
+    dies, the claim runs out and the recovery loop resumes it."""
+    settlement.status = "processing"
+    settlement.claimed_until = utc_now() + LEASE
+    settlement.claimed_by = BOOT_ID
+    return settlement
+
+
+async def process_held(settlement: DcaSettlement) -> DcaSettlement | None:
+    """Process a settlement this process holds (see ``hold``)."""
+    machine = await crud.get_machine(settlement.machine_id)
+    if machine is None:
+        return settlement
+    return await _process(settlement, machine)
+
+
+async def _process(settlement: DcaSettlement, machine: Machine) -> DcaSettlement | None:
     legs = await _planned_legs(settlement, machine)
     payer.checkpoint("planned")
     pending = [leg for leg in legs if leg.status == "pending"]

@@ -160,6 +160,18 @@ async def lp(make_user: MakeUser) -> Actor:
     return await make_user("lp")
 
 
+@pytest.fixture
+async def quiet_tasks() -> AsyncIterator[object]:
+    """Call it to stop the extension's loops (workers, recovery, funding,
+    watcher, autoforward), so that only what the test runs touches the
+    ledger; they are started again after the test."""
+    import satmachineadmin
+
+    yield satmachineadmin.satmachineadmin_stop
+    if not satmachineadmin.scheduled_tasks:
+        satmachineadmin.satmachineadmin_start()
+
+
 async def wallet_balance(wallet_id: str) -> int:
     """A wallet's balance in sats, as LNbits computes it."""
     from lnbits.core.crud import get_wallet

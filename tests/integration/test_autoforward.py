@@ -65,17 +65,6 @@ async def dca_position(http, operator, lp, customer):
     return stored, received
 
 
-@pytest.fixture
-async def quiet_tasks():
-    """Stops the extension's loops when called, so only the test's own passes
-    and sweeps run; they are started again after the test."""
-    import satmachineadmin
-
-    yield satmachineadmin.satmachineadmin_stop
-    if not satmachineadmin.scheduled_tasks:
-        satmachineadmin.satmachineadmin_start()
-
-
 async def turn_on(http, lp, client, address: str, threshold: int = 1000):
     r = await call(
         http, lp, "PUT", f"/lp/positions/{client.id}",

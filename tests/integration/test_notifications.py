@@ -235,7 +235,11 @@ async def test_watcher_raises_and_clears_settlement_problems(http, operator):
     assert problems.json() == []
 
 
-async def test_watcher_tells_of_stuck_and_awaiting_funds_settlements(http, operator):
+async def test_watcher_tells_of_stuck_and_awaiting_funds_settlements(
+    http, operator, quiet_tasks
+):
+    """(The funding loop would release the settlement awaiting funds, which
+    owes nothing, and the recovery loop would process it: they are stopped.)"""
     from datetime import timedelta
 
     from satmachineadmin import crud, notifications
@@ -243,6 +247,7 @@ async def test_watcher_tells_of_stuck_and_awaiting_funds_settlements(http, opera
     from scenario import add_machine
 
     machine = await add_machine(operator, operator.wallets[1])
+    quiet_tasks()
     rows = []
     for _ in range(2):
         settlement, _ = await crud.create_settlement_idempotent(
