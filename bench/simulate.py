@@ -32,6 +32,7 @@ and failing autoforwards are actors to add once their features are merged.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import random
@@ -40,7 +41,7 @@ import sys
 import time
 import uuid
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
@@ -64,6 +65,7 @@ FIAT_NOTES = (100, 200, 300, 500, 700, 1000, 1500, 2000)
 FINAL = ("processed", "partial", "refunded", "errored")
 PAGE = 1000
 CUSTOMER_CREDIT = 10_000_000  # sats; the most LNbits credits at once
+THROTTLE_EVERY = 5  # sales between two looks at how far the payouts are
 
 
 def log(message: str) -> None:
@@ -124,18 +126,22 @@ class Params:
     days: int = 30
     report: Path | None = None
     settle_timeout: float = 900.0
+    lag: int = 20  # settlements the simulator may run ahead of the payouts
 
 
 @dataclass(order=True)
 class Event:
     """Something that happens at simulated time ``t`` (days). A barrier
-    event first waits until the pipeline has landed and paid every sale."""
+    event first waits until the pipeline has landed and paid every sale;
+    any other event that is not a sale first lets the payouts catch up to
+    within ``Params.lag`` settlements (``Fleet.throttle``)."""
 
     t: float
     seq: int
     name: str = field(compare=False)
     run: Callable[[Fleet], None] = field(compare=False)
     barrier: bool = field(default=False, compare=False)
+    sale: bool = field(default=False, compare=False)  # a sale: no throttle
 
 
 class SimActor(Protocol):
@@ -173,6 +179,9 @@ class Fleet:
         self.counts: Counter[str] = Counter()
         self.peak_lnbits_kib = 0
         self.notes: list[str] = []
+        self.timings: Counter[str] = Counter()  # section -> wall seconds
+        self.cpu_timings: Counter[str] = Counter()  # section -> LNbits CPU s
+        self.lnbits_cpu_before_kills = 0.0
         self._paths: set[str] | None = None
 
     def next_seq(self) -> int:
@@ -185,6 +194,28 @@ class Fleet:
     def credit(self, wallet_id: str, sats: int) -> None:
         self.node.credit(wallet_id, sats)
         self.top_ups[wallet_id] += sats
+
+    def lnbits_cpu_s(self) -> float:
+        """CPU seconds the running LNbits process has used so far."""
+        process = self.node.process
+        if process is None:
+            return 0.0
+        try:
+            with open(f"/proc/{process.pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    @contextlib.contextmanager
+    def timed(self, section: str) -> Iterator[None]:
+        """Adds the wall time and LNbits' CPU time of a section."""
+        wall, cpu = time.monotonic(), self.lnbits_cpu_s()
+        try:
+            yield
+        finally:
+            self.timings[section] += time.monotonic() - wall
+            self.cpu_timings[section] += max(0.0, self.lnbits_cpu_s() - cpu)
 
     def sample_memory(self) -> None:
         process = self.node.process
@@ -219,22 +250,50 @@ class Fleet:
         for status in waiting:
             if self.api("GET", "/settlements", params={"status": status, "limit": 1}):
                 return False
-        if not self.unlanded:
-            return True
+        return self.landed()
+
+    def landed(self) -> bool:
+        """Whether every sale made so far has landed. The listing is newest
+        first and the sales not seen yet are the newest: read only as many
+        rows as there are of those (and more pages only if one is missing)."""
         offset = 0
         while self.unlanded:
+            limit = min(PAGE, 2 * len(self.unlanded) + 50)
             rows = self.api(
-                "GET", "/settlements", params={"limit": PAGE, "offset": offset}
+                "GET", "/settlements", params={"limit": limit, "offset": offset}
             )
             self.unlanded -= {row["payment_hash"] for row in rows}
-            if len(rows) < PAGE:
+            if len(rows) < limit:
                 break
-            offset += PAGE
+            offset += limit
         return not self.unlanded
+
+    def backlog(self, at_most: int) -> int:
+        """Settlements landed and not paid out yet (pending or processing),
+        counted up to ``at_most``: two small listings."""
+        n = 0
+        for status in ("pending", "processing"):
+            n += len(
+                self.api(
+                    "GET", "/settlements", params={"status": status, "limit": at_most}
+                )
+            )
+        return n
+
+    def throttle(self) -> None:
+        """Let LNbits' payouts keep up: the simulator runs at most
+        ``params.lag`` settlements ahead of them, so the month's events come
+        in about the order planned while LNbits never waits for the
+        simulator (a barrier would drain the pipeline and leave it idle)."""
+        lag = self.params.lag
+        while (n := self.backlog(2 * lag)) > lag:
+            # about the time LNbits takes to pay out half of the excess
+            time.sleep(min(5.0, 0.2 * (n - lag // 2)))
 
     def wait_settled(
         self, waiting: tuple[str, ...] = ("pending", "processing")
     ) -> float:
+        """A barrier: every sale landed and paid out (or in a final state)."""
         began = time.monotonic()
         deadline = began + self.params.settle_timeout
         while not self.settled(waiting):
@@ -244,7 +303,7 @@ class Fleet:
                     f"{self.params.settle_timeout:.0f} s ({len(self.unlanded)} "
                     "sales not landed, or settlements still pending/processing)"
                 )
-            time.sleep(0.5)
+            time.sleep(0.25)
         return time.monotonic() - began
 
     # --- lookups ----------------------------------------------------------------
@@ -376,13 +435,14 @@ class BitspireSales:
 
     def events(self, fleet: Fleet) -> Iterable[Event]:
         for p in self.plan:
-            yield Event(p.day, fleet.next_seq(), f"sale {p.kind}", self._sell(p))
+            yield Event(
+                p.day, fleet.next_seq(), f"sale {p.kind}", self._sell(p), sale=True
+            )
             if p.kind == "invalid":
                 later = min(p.day + 0.2, fleet.params.days)
                 yield Event(
-                    later, fleet.next_seq(), "partial dispense", self._dispense(p),
-                    barrier=True,
-                )  # fmt: skip
+                    later, fleet.next_seq(), "partial dispense", self._dispense(p)
+                )
 
     def _sell(self, p: PlannedSale) -> Callable[[Fleet], None]:
         def run(fleet: Fleet) -> None:
@@ -417,10 +477,16 @@ class BitspireSales:
             payment_hash = p.payment_hash
             if payment_hash is None:
                 return
-            errored = fleet.all_rows(
-                "/settlements", {"status": "errored", "machine_id": p.machine.id}
-            )
-            match = [s for s in errored if s["payment_hash"] == payment_hash]
+            # Only this sale has to have landed (errored): no barrier.
+            deadline = time.monotonic() + fleet.params.settle_timeout
+            while True:
+                errored = fleet.all_rows(
+                    "/settlements", {"status": "errored", "machine_id": p.machine.id}
+                )
+                match = [s for s in errored if s["payment_hash"] == payment_hash]
+                if match or time.monotonic() > deadline:
+                    break
+                time.sleep(0.25)
             if not match:
                 fleet.notes.append(f"invalid sale {payment_hash} was not errored")
                 return
@@ -482,10 +548,15 @@ class ManualSales:
         if self.machine is None:
             return
         for i, p in enumerate(self.plan):
-            yield Event(p.day, fleet.next_seq(), "manual sale", self._record(p, i))
+            yield Event(
+                p.day, fleet.next_seq(), "manual sale", self._record(p, i), sale=True
+            )
         first = min(p.day for p in self.plan)
-        for day in (first + 0.5, fleet.params.days / 2, fleet.params.days):
-            yield Event(day, fleet.next_seq(), "top up", self._top_up, True)
+        for day in (first + 0.5, fleet.params.days / 2):
+            yield Event(day, fleet.next_seq(), "top up", self._top_up)
+        # The last top-up covers everything: every sale planned first.
+        last = fleet.params.days
+        yield Event(last, fleet.next_seq(), "top up", self._top_up, barrier=True)
 
     def _record(self, p: PlannedSale, i: int) -> Callable[[Fleet], None]:
         def run(fleet: Fleet) -> None:
@@ -539,7 +610,7 @@ class LpActivity:
         rng = fleet.rng
         days = fleet.params.days
         for day, lp in self.joiners:
-            yield Event(day, fleet.next_seq(), "LP joins", self._join(lp), True)
+            yield Event(day, fleet.next_seq(), "LP joins", self._join(lp))
             # The first machine's LPs deposit more than it will dispense.
             cover = Decimal("1.3") if lp.machine.index == 0 else Decimal("0.85")
             target = lp.machine.planned_fiat * cover
@@ -555,7 +626,7 @@ class LpActivity:
                 reject = rng.random() < 0.1
                 yield Event(
                     min(when, days), fleet.next_seq(), "deposit",
-                    self._deposit(lp, amount, reject), True,
+                    self._deposit(lp, amount, reject),
                 )  # fmt: skip
 
     def _join(self, lp: SimLp) -> Callable[[Fleet], None]:
@@ -667,6 +738,7 @@ class Kills:
     def _kill(fleet: Fleet) -> None:
         fleet.sample_memory()
         in_flight = len(fleet.unlanded)
+        fleet.lnbits_cpu_before_kills += fleet.lnbits_cpu_s()
         fleet.node.kill()
         restart = fleet.node.start()
         # How long until what the kill cut off is landed and paid again.
@@ -698,17 +770,28 @@ ACTORS: list[Callable[[], SimActor]] = [
 
 def run_month(fleet: Fleet, actors: list[SimActor]) -> None:
     for actor in actors:
-        actor.setup(fleet)
+        with fleet.timed(f"setup: {actor.name}"):
+            actor.setup(fleet)
     events = sorted(e for actor in actors for e in actor.events(fleet))
     log(f"{len(events)} events planned over {fleet.params.days} days")
+    sales_since = 0  # sales since the last throttle
     for i, event in enumerate(events):
         if event.barrier:
-            fleet.wait_settled()
-        event.run(fleet)
+            with fleet.timed("barrier waits"):
+                fleet.wait_settled()
+            fleet.counts["barriers"] += 1
+        elif not event.sale or sales_since >= THROTTLE_EVERY:
+            with fleet.timed("throttle"):
+                fleet.throttle()
+            sales_since = 0
+        sales_since += event.sale
+        with fleet.timed(f"event: {event.name}"):
+            event.run(fleet)
         if i % 500 == 0:
             fleet.sample_memory()
             log(f"day {event.t:5.2f}: {len(fleet.sales)} sales, event {i}")
-    fleet.wait_settled(("pending", "processing", "awaiting_funds"))
+    with fleet.timed("final wait"):
+        fleet.wait_settled(("pending", "processing", "awaiting_funds"))
     retry_errored(fleet)
 
 
@@ -1122,19 +1205,28 @@ def simulate(params: Params) -> Result:
     with node:
         node.start()
         fleet = Fleet(params, node)
+        fleet.timings["start"] += time.monotonic() - began
         actors = [make() for make in ACTORS]
         try:
             run_month(fleet, actors)
-            books = close_books(fleet)
+            with fleet.timed("closing the books"):
+                books = close_books(fleet)
         except Exception:
             log(f"LNbits log tail:\n{node.log_tail()}")
             raise
         fleet.sample_memory()
+        fleet.timings["(LNbits CPU)"] = (
+            fleet.lnbits_cpu_before_kills + fleet.lnbits_cpu_s()
+        )
     wall = time.monotonic() - began
     peak = {
         "lnbits_mib": fleet.peak_lnbits_kib / 1024,
         "simulator_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     }
+    for section, seconds in fleet.timings.most_common():
+        cpu = fleet.cpu_timings.get(section, 0.0)
+        log(f"time: {seconds:8.1f} s wall {cpu:8.1f} s LNbits CPU  {section}")
+    log(f"counts: {dict(fleet.counts)}")
     if params.report is not None:
         write_report(params.report, fleet, books, wall, peak)
     return Result(
