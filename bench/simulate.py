@@ -89,6 +89,7 @@ FINAL = ("processed", "partial", "refunded", "errored")
 PAGE = 1000
 CUSTOMER_CREDIT = 10_000_000  # sats; the most LNbits credits at once
 THROTTLE_EVERY = 5  # sales between two looks at how far the payouts are
+PACE_EVERY = 250  # sales between two pace lines in the log and report
 
 
 def log(message: str) -> None:
@@ -213,6 +214,7 @@ class Fleet:
         self.timings: defaultdict[str, float] = defaultdict(float)  # wall s
         self.cpu_timings: defaultdict[str, float] = defaultdict(float)  # LNbits CPU
         self.lnbits_cpu_before_kills = 0.0
+        self.pace: list[dict[str, Any]] = []  # sales/s, CPU a sale, by stretch
         self.planned_elsewhere = 0  # sales planned by Lamassu and manual actors
         # Wallets beyond machines, LPs and the split: id -> (wallet, label).
         self.extra_wallets: dict[str, tuple[Wallet, str]] = {}
@@ -251,6 +253,28 @@ class Fleet:
         finally:
             self.timings[section] += time.monotonic() - wall
             self.cpu_timings[section] += max(0.0, self.lnbits_cpu_s() - cpu)
+
+    def total_cpu_s(self) -> float:
+        """LNbits' CPU seconds over every start so far."""
+        return self.lnbits_cpu_before_kills + self.lnbits_cpu_s()
+
+    def pace_mark(self, day: float, mark: list) -> None:
+        """Logs (and keeps for the report) the pace since the last mark:
+        sales a second, and LNbits' CPU per sale (does it grow?)."""
+        sales, wall, cpu = len(self.sales), time.monotonic(), self.total_cpu_s()
+        n = sales - mark[0]
+        row = {
+            "sales": sales,
+            "day": f"{day:.1f}",
+            "sales_per_s": f"{n / max(wall - mark[1], 1e-9):.2f}",
+            "lnbits_cpu_ms_per_sale": f"{1000 * (cpu - mark[2]) / max(n, 1):.0f}",
+        }
+        self.pace.append(row)
+        log(
+            f"day {day:5.2f}: {sales} sales; last {n}: {row['sales_per_s']} "
+            f"sales/s, LNbits CPU {row['lnbits_cpu_ms_per_sale']} ms a sale"
+        )
+        mark[:] = [sales, wall, cpu]
 
     def sample_memory(self) -> None:
         process = self.node.process
@@ -1562,6 +1586,7 @@ def run_month(fleet: Fleet, actors: list[SimActor]) -> None:
     events = sorted(e for actor in actors for e in actor.events(fleet))
     log(f"{len(events)} events planned over {fleet.params.days} days")
     sales_since = 0  # sales since the last throttle
+    mark = [0, time.monotonic(), fleet.total_cpu_s()]  # sales, wall, CPU
     for i, event in enumerate(events):
         if event.barrier:
             with fleet.timed("barrier waits"):
@@ -1576,7 +1601,8 @@ def run_month(fleet: Fleet, actors: list[SimActor]) -> None:
             event.run(fleet)
         if i % 500 == 0:
             fleet.sample_memory()
-            log(f"day {event.t:5.2f}: {len(fleet.sales)} sales, event {i}")
+        if len(fleet.sales) >= mark[0] + PACE_EVERY:
+            fleet.pace_mark(event.t, mark)
     with fleet.timed("final wait"):
         fleet.wait_settled(("pending", "processing", "awaiting_funds"))
     retry_errored(fleet)
@@ -2054,6 +2080,7 @@ def write_report(
           "lnbits_cpu_s": f"{fleet.cpu_timings.get(k, 0.0):.1f}"}
          for k, v in sorted(fleet.timings.items(), key=lambda kv: -kv[1])]
     )  # fmt: skip
+    lines += ["", "## Pace through the month", "", *_table(fleet.pace)]
     lines += ["", "## Machines", "", *_table(books.machines)]
     lines += ["", "## LPs", "", *_table(books.lps)]
     lines += ["", "## Totals", ""]
@@ -2103,9 +2130,7 @@ def simulate(params: Params) -> Result:
             log(f"LNbits log tail:\n{node.log_tail()}")
             raise
         fleet.sample_memory()
-        fleet.timings["(LNbits CPU)"] = (
-            fleet.lnbits_cpu_before_kills + fleet.lnbits_cpu_s()
-        )
+        fleet.timings["(LNbits CPU)"] = fleet.total_cpu_s()
     wall = time.monotonic() - began
     peak = {
         "lnbits_mib": fleet.peak_lnbits_kib / 1024,
