@@ -58,6 +58,7 @@ import time
 import uuid
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import ROUND_CEILING, Decimal
@@ -152,6 +153,7 @@ class Params:
     report: Path | None = None
     settle_timeout: float = 900.0
     lag: int = 20  # settlements the simulator may run ahead of the payouts
+    sellers: int = 1  # threads making bitSpire sales at the same time
 
 
 @dataclass(order=True)
@@ -167,6 +169,8 @@ class Event:
     run: Callable[[Fleet], None] = field(compare=False)
     barrier: bool = field(default=False, compare=False)
     sale: bool = field(default=False, compare=False)  # a sale: no throttle
+    # May run at the same time as the sales next to it (--sellers threads).
+    parallel: bool = field(default=False, compare=False)
 
 
 class SimActor(Protocol):
@@ -215,6 +219,7 @@ class Fleet:
         self.cpu_timings: defaultdict[str, float] = defaultdict(float)  # LNbits CPU
         self.lnbits_cpu_before_kills = 0.0
         self.pace: list[dict[str, Any]] = []  # sales/s, CPU a sale, by stretch
+        self.lock = threading.Lock()  # what sales in threads share
         self.planned_elsewhere = 0  # sales planned by Lamassu and manual actors
         # Wallets beyond machines, LPs and the split: id -> (wallet, label).
         self.extra_wallets: dict[str, tuple[Wallet, str]] = {}
@@ -355,6 +360,12 @@ class Fleet:
         """A barrier: every sale landed and paid out (or in a final state)."""
         began = time.monotonic()
         deadline = began + self.params.settle_timeout
+        # Lamassu sales land when their source is polled: the operator's
+        # "poll now" instead of the sources loop's next turn (up to 15 s).
+        for machine_id in {
+            h.split(":")[1] for h in self.unlanded if h[:8] == "lamassu:"
+        }:
+            self.api("POST", f"/machines/{machine_id}/lamassu/poll")
         while not self.settled(waiting):
             if time.monotonic() > deadline:
                 raise TimeoutError(
@@ -454,6 +465,7 @@ class PlannedSale:
     kind: str
     dispensed: Decimal | None = None  # for an invalid payload: what is settled
     payment_hash: str | None = None  # once sold
+    txid: str = ""  # the ATM's own transaction id
 
 
 class BitspireSales:
@@ -486,6 +498,7 @@ class BitspireSales:
                 dispensed = Decimal(rng.choice(("0", "0.25", "0.5", "0.8")))
             sale = PlannedSale(day, machine, fiat, fleet.rate_on(day), fee_pct, kind)
             sale.dispensed = dispensed
+            sale.txid = uuid.UUID(int=rng.getrandbits(128)).hex[:12]
             self.plan.append(sale)
             if kind == "bitspire":
                 machine.planned_fiat += fiat
@@ -497,8 +510,9 @@ class BitspireSales:
     def events(self, fleet: Fleet) -> Iterable[Event]:
         for p in self.plan:
             yield Event(
-                p.day, fleet.next_seq(), f"sale {p.kind}", self._sell(p), sale=True
-            )
+                p.day, fleet.next_seq(), f"sale {p.kind}", self._sell(p),
+                sale=True, parallel=True,
+            )  # fmt: skip
             if p.kind == "invalid":
                 later = min(p.day + 0.2, fleet.params.days)
                 yield Event(
@@ -513,22 +527,24 @@ class BitspireSales:
                 extra: dict[str, Any] | None = None
                 memo = "cash-out"
             else:
-                extra = sale.extra(uuid.UUID(int=fleet.rng.getrandbits(128)).hex[:12])
+                extra = sale.extra(p.txid)
                 memo = "bitSpire cash-out"
                 if p.kind == "invalid":
                     extra["fee_sats"] += 1  # does not add up to the gross
             invoice = fleet.node.create_invoice(p.machine.wallet, gross, memo, extra)
-            customer = fleet.customers[len(fleet.sales) % len(fleet.customers)]
-            while fleet.customer_budget[customer.wallet.id] < gross:
-                # LNbits credits at most 10 000 000 sats at a time.
-                fleet.node.credit(customer.wallet.id, CUSTOMER_CREDIT)
-                fleet.customer_budget[customer.wallet.id] += CUSTOMER_CREDIT
+            customer = fleet.customers[p.machine.index % len(fleet.customers)]
+            with fleet.lock:  # sales may run in several threads (--sellers)
+                while fleet.customer_budget[customer.wallet.id] < gross:
+                    # LNbits credits at most 10 000 000 sats at a time.
+                    fleet.node.credit(customer.wallet.id, CUSTOMER_CREDIT)
+                    fleet.customer_budget[customer.wallet.id] += CUSTOMER_CREDIT
+                fleet.customer_budget[customer.wallet.id] -= gross
             fleet.node.pay_invoice(customer.wallet, invoice["bolt11"])
-            fleet.customer_budget[customer.wallet.id] -= gross
             payment_hash = invoice["payment_hash"]
-            fleet.sales.append(SimSale(p.machine, payment_hash, gross, p.kind))
-            fleet.unlanded.add(payment_hash)
-            fleet.counts[f"sales_{p.kind}"] += 1
+            with fleet.lock:
+                fleet.sales.append(SimSale(p.machine, payment_hash, gross, p.kind))
+                fleet.unlanded.add(payment_hash)
+                fleet.counts[f"sales_{p.kind}"] += 1
             p.payment_hash = payment_hash
 
         return run
@@ -1579,30 +1595,76 @@ ACTORS: list[Callable[[], SimActor]] = [
 # --- the month ------------------------------------------------------------------
 
 
+class Replay:
+    """Runs the month's events in time order. bitSpire sales are made in
+    batches of ``THROTTLE_EVERY``, in ``--sellers`` threads; before each
+    batch and each other event the payouts catch up to within ``--lag``
+    (``Fleet.throttle``), and a barrier event waits for them to drain."""
+
+    def __init__(self, fleet: Fleet) -> None:
+        self.fleet = fleet
+        self.pool = ThreadPoolExecutor(fleet.params.sellers)
+        self.batch: list[Event] = []
+        self.sales_since = 0  # sales (not in a batch) since the last throttle
+        self.mark = [0, time.monotonic(), fleet.total_cpu_s()]  # sales, wall, CPU
+
+    def run(self, events: list[Event]) -> None:
+        try:
+            for i, event in enumerate(events):
+                if event.parallel:
+                    self.batch.append(event)
+                    if len(self.batch) >= THROTTLE_EVERY:
+                        self.flush()
+                else:
+                    self.flush()
+                    self.one(event)
+                if i % 500 == 0:
+                    self.fleet.sample_memory()
+                if len(self.fleet.sales) >= self.mark[0] + PACE_EVERY:
+                    self.fleet.pace_mark(event.t, self.mark)
+            self.flush()
+        finally:
+            self.pool.shutdown()
+
+    def _run(self, event: Event) -> None:
+        with self.fleet.timed(f"event: {event.name}"):
+            event.run(self.fleet)
+
+    def flush(self) -> None:
+        fleet = self.fleet
+        if not self.batch:
+            return
+        with fleet.timed("throttle"):
+            fleet.throttle()
+        if fleet.params.sellers > 1 and len(self.batch) > 1:
+            with fleet.timed("sales in threads"):
+                list(self.pool.map(self._run, self.batch))
+        else:
+            for event in self.batch:
+                self._run(event)
+        self.batch.clear()
+
+    def one(self, event: Event) -> None:
+        fleet = self.fleet
+        if event.barrier:
+            with fleet.timed("barrier waits"):
+                fleet.wait_settled()
+            fleet.counts["barriers"] += 1
+        elif not event.sale or self.sales_since >= THROTTLE_EVERY:
+            with fleet.timed("throttle"):
+                fleet.throttle()
+            self.sales_since = 0
+        self.sales_since += event.sale
+        self._run(event)
+
+
 def run_month(fleet: Fleet, actors: list[SimActor]) -> None:
     for actor in actors:
         with fleet.timed(f"setup: {actor.name}"):
             actor.setup(fleet)
     events = sorted(e for actor in actors for e in actor.events(fleet))
     log(f"{len(events)} events planned over {fleet.params.days} days")
-    sales_since = 0  # sales since the last throttle
-    mark = [0, time.monotonic(), fleet.total_cpu_s()]  # sales, wall, CPU
-    for i, event in enumerate(events):
-        if event.barrier:
-            with fleet.timed("barrier waits"):
-                fleet.wait_settled()
-            fleet.counts["barriers"] += 1
-        elif not event.sale or sales_since >= THROTTLE_EVERY:
-            with fleet.timed("throttle"):
-                fleet.throttle()
-            sales_since = 0
-        sales_since += event.sale
-        with fleet.timed(f"event: {event.name}"):
-            event.run(fleet)
-        if i % 500 == 0:
-            fleet.sample_memory()
-        if len(fleet.sales) >= mark[0] + PACE_EVERY:
-            fleet.pace_mark(event.t, mark)
+    Replay(fleet).run(events)
     with fleet.timed("final wait"):
         fleet.wait_settled(("pending", "processing", "awaiting_funds"))
     retry_errored(fleet)
@@ -2163,12 +2225,18 @@ def main(argv: list[str] | None = None) -> int:
         default=Params.lag,
         help="settlements the simulator may run ahead of LNbits' payouts",
     )
+    parser.add_argument(
+        "--sellers",
+        type=int,
+        default=Params.sellers,
+        help="threads making bitSpire sales at the same time",
+    )
     args = parser.parse_args(argv)
     report = args.report or REPO / "docs" / f"simulation-{args.db}.md"
     params = Params(
         sales=args.sales, machines=args.machines, kills=args.kills, db=args.db,
         pg_url=args.pg_url, seed=args.seed, lps_per_machine=args.lps_per_machine,
-        report=report, lag=args.lag,
+        report=report, lag=args.lag, sellers=args.sellers,
     )  # fmt: skip
     result = simulate(params)
     for difference in result.books.differences[:50]:
