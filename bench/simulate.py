@@ -87,6 +87,7 @@ BASE_RATE = Decimal(772_114)  # GTQ per BTC
 CENT = Decimal("0.01")
 FIAT_NOTES = (100, 200, 300, 500, 700, 1000, 1500, 2000)
 FINAL = ("processed", "partial", "refunded", "errored")
+LIFECYCLE = ("awaiting_funds", "pending", "processing")  # statuses not final
 PAGE = 1000
 CUSTOMER_CREDIT = 10_000_000  # sats; the most LNbits credits at once
 THROTTLE_EVERY = 5  # sales between two looks at how far the payouts are
@@ -310,9 +311,15 @@ class Fleet:
         return f"/satmachineadmin/api/v1/dca{path}" in self._paths
 
     def settled(self, waiting: tuple[str, ...] = ("pending", "processing")) -> bool:
-        """Every sale landed, and none in a ``waiting`` status."""
-        for status in waiting:
-            if self.api("GET", "/settlements", params={"status": status, "limit": 1}):
+        """Every sale landed, and none in a ``waiting`` status. The statuses
+        are looked at in the order a settlement goes through them (awaiting
+        funds, pending, processing), so one that moves on between two looks
+        is still seen; the caller looks twice (a held settlement can go from
+        processing back to awaiting funds)."""
+        for status in LIFECYCLE:
+            if status in waiting and self.api(
+                "GET", "/settlements", params={"status": status, "limit": 1}
+            ):
                 return False
         return self.landed()
 
@@ -366,7 +373,13 @@ class Fleet:
             h.split(":")[1] for h in self.unlanded if h[:8] == "lamassu:"
         }:
             self.api("POST", f"/machines/{machine_id}/lamassu/poll")
-        while not self.settled(waiting):
+        clear = 0  # looks in a row that found everything settled
+        while clear < 2:
+            if self.settled(waiting):
+                clear += 1
+                time.sleep(0.1)
+                continue
+            clear = 0
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"the pipeline did not settle within "
@@ -1673,6 +1686,8 @@ def run_month(fleet: Fleet, actors: list[SimActor]) -> None:
         if finish is not None:
             with fleet.timed(f"finish: {actor.name}"):
                 finish(fleet)
+    with fleet.timed("final wait"):  # nothing moves while the books are read
+        fleet.wait_settled(LIFECYCLE)
 
 
 def retry_errored(fleet: Fleet) -> None:
