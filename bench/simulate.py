@@ -155,6 +155,7 @@ class Params:
     settle_timeout: float = 900.0
     lag: int = 20  # settlements the simulator may run ahead of the payouts
     sellers: int = 1  # threads making bitSpire sales at the same time
+    fixed_slots: int = 48  # fixed-mode slots a day (at most 48)
 
 
 @dataclass(order=True)
@@ -1152,22 +1153,22 @@ class PriceServer:
 
 class FixedModeLps:
     """Two fixed-mode LPs at one bitSpire machine: they buy a set fiat amount
-    at each slot of a schedule of 48 slots a day (every half hour, UTC), paid
-    from a funding wallet the operator tops up, at LNbits' exchange rate (a
-    local price endpoint, ``PriceServer``). Slots are named by today's real
-    date, so the month's slots are the 48 of today: the operator runs them
-    one after another by hand through the month (``POST .../fixed-slots/run``
-    naming the slot), runs some a second time (nothing more may be bought),
-    and LNbits' own scheduler runs the ones whose time of day passes during
-    the run, racing the operator: each LP still buys once per slot. One LP's
-    balance runs out (the slot skips it); the funding wallet runs short
-    (the slot skips the buys it cannot cover), the operator tops it up and
-    runs the slot again. At the end the schedule is removed so that nothing
-    buys while the books are read."""
+    at each slot of a schedule of up to 48 slots a day (``--fixed-slots``;
+    48: every half hour, UTC), paid from a funding wallet the operator tops
+    up, at LNbits' exchange rate (a local price endpoint, ``PriceServer``).
+    Slots are named by today's real date, so the month's slots are today's:
+    the operator runs them one after another by hand through the month
+    (``POST .../fixed-slots/run`` naming the slot), runs some a second time
+    (nothing more may be bought), and LNbits' own scheduler runs the ones
+    whose time of day passes during the run, racing the operator: each LP
+    still buys once per slot. One LP's balance runs out (the slot skips it);
+    the funding wallet runs short (the slot skips the buys it cannot cover),
+    the operator tops it up and runs the slot again. At the end the schedule
+    is removed so that nothing buys while the books are read."""
 
     name = "fixed mode"
-    TIMES = tuple(f"{h:02d}:{m:02d}" for h in range(24) for m in (0, 30))
-    LIMITS = (Decimal(480), Decimal(1200))  # daily: 10 and 25 GTQ a slot
+    TIMES = tuple(f"{h:02d}:{m:02d}" for h in range(24) for m in (0, 30))  # 48
+    LIMITS = (Decimal(480), Decimal(1200))  # daily (48 slots: 10 and 25 a slot)
     DEPOSITS = ((Decimal(300),), (Decimal(600), Decimal(500)))  # day 0, day 15
 
     def __init__(self) -> None:
@@ -1175,6 +1176,12 @@ class FixedModeLps:
         self.machine: SimMachine | None = None
         self.funding: Wallet | None = None
         self.lps: list[SimLp] = []
+        self.times: tuple[str, ...] = self.TIMES
+
+    def _schedule(self, slots: int) -> tuple[str, ...]:
+        """``slots`` times of day, evenly spread over the 48 half hours."""
+        slots = max(1, min(slots, len(self.TIMES)))
+        return tuple(self.TIMES[i * len(self.TIMES) // slots] for i in range(slots))
 
     def prepare(
         self, params: Params, node: LnbitsProcess, stack: contextlib.ExitStack
@@ -1194,6 +1201,7 @@ class FixedModeLps:
             return
         bitspire = [m for m in fleet.machines if m.source == "bitspire"]
         self.machine = bitspire[min(1, len(bitspire) - 1)]
+        self.times = self._schedule(fleet.params.fixed_slots)
         self.funding = fleet.node.create_wallet(fleet.operator, "fixed-mode funds")
         fleet.extra_wallets[self.funding.id] = (self.funding, "fixed-mode funding")
         for i in range(len(self.LIMITS)):
@@ -1209,8 +1217,8 @@ class FixedModeLps:
         yield Event(0.0, fleet.next_seq(), "fixed: schedule, LPs join", self._join)
         yield Event(days / 2, fleet.next_seq(), "deposit", self._deposits(1))
         rng = fleet.rng
-        for k, hhmm in enumerate(self.TIMES):
-            day = (k + 0.5) * days / len(self.TIMES)
+        for k, hhmm in enumerate(self.times):
+            day = (k + 0.5) * days / len(self.times)
             yield Event(day, fleet.next_seq(), "fixed slot", self._slot(day, hhmm))
             if rng.random() < 0.15:  # the operator presses "run" again
                 again = min(day + 0.3, days)
@@ -1225,7 +1233,7 @@ class FixedModeLps:
             "/fixed-schedule",
             json={
                 "machine_id": self.machine.id,
-                "times": list(self.TIMES),
+                "times": list(self.times),
                 "timezone": "UTC",
                 "funding_wallet_id": self.funding.id,
             },
@@ -2246,12 +2254,19 @@ def main(argv: list[str] | None = None) -> int:
         default=Params.sellers,
         help="threads making bitSpire sales at the same time",
     )
+    parser.add_argument(
+        "--fixed-slots",
+        type=int,
+        default=Params.fixed_slots,
+        help="fixed-mode slots a day (1 to 48), each run through the month",
+    )
     args = parser.parse_args(argv)
     report = args.report or REPO / "docs" / f"simulation-{args.db}.md"
     params = Params(
         sales=args.sales, machines=args.machines, kills=args.kills, db=args.db,
         pg_url=args.pg_url, seed=args.seed, lps_per_machine=args.lps_per_machine,
         report=report, lag=args.lag, sellers=args.sellers,
+        fixed_slots=args.fixed_slots,
     )  # fmt: skip
     result = simulate(params)
     for difference in result.books.differences[:50]:
