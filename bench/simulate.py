@@ -405,9 +405,20 @@ class Fleet:
                 return rows
 
     def lnbits_payments(self, wallet: Wallet) -> list[dict]:
-        return self.node.request(
-            "GET", "/api/v1/payments", key=wallet.inkey, params={"limit": 10_000_000}
-        ).json()
+        """Every payment of the wallet, as LNbits lists them: page by page,
+        since LNbits returns at most 1 000 a call whatever the limit asked."""
+        found: dict[str, dict] = {}
+        offset = 0
+        while True:
+            page = self.node.request(
+                "GET", "/api/v1/payments", key=wallet.inkey,
+                params={"limit": PAGE, "offset": offset},
+            ).json()  # fmt: skip
+            for payment in page:
+                found.setdefault(payment["checking_id"], payment)
+            if len(page) < PAGE:
+                return list(found.values())
+            offset += PAGE
 
 
 # --- actors -------------------------------------------------------------------
