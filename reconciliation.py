@@ -123,7 +123,9 @@ async def load_wallet_payments(wallet_id: str) -> list[LnbitsEntry]:
     return [LnbitsEntry.of(p) for p in payments]
 
 
-async def all_payments(*, wallet_id: str, **kind: bool) -> list[Payment]:
+async def all_payments(
+    *, wallet_id: str, complete: bool = False, incoming: bool = False
+) -> list[Payment]:
     """Every payment of the wallet that ``get_payments`` matches, page by
     page (once each: a payment made meanwhile shifts the pages, so one can
     be read twice)."""
@@ -131,7 +133,11 @@ async def all_payments(*, wallet_id: str, **kind: bool) -> list[Payment]:
     offset = 0
     while True:
         page = await get_payments(
-            wallet_id=wallet_id, limit=LNBITS_PAGE, offset=offset, **kind
+            wallet_id=wallet_id,
+            complete=complete,
+            incoming=incoming,
+            limit=LNBITS_PAGE,
+            offset=offset,
         )
         for payment in page:
             found.setdefault(payment.checking_id, payment)
