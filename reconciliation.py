@@ -47,7 +47,9 @@ from .models import (
 )
 
 LIGHTNING_SOURCES = frozenset({"bitspire"})  # sales whose gross lands in LNbits
-NO_LIMIT = 1_000_000_000  # LNbits' get_payments pages 10 by default
+# LNbits' get_payments returns at most 1 000 rows a call, whatever the limit
+# asked (lnbits.db.Filters.pagination): every page is read.
+LNBITS_PAGE = 1000
 SUCCESS = "success"
 
 
@@ -117,8 +119,31 @@ async def load_legs(machine: Machine) -> list[DcaPayment]:
 async def load_wallet_payments(wallet_id: str) -> list[LnbitsEntry]:
     """LNbits' payments that make up the wallet's balance: successful ones,
     and outgoing ones still pending (LNbits already counts them)."""
-    payments = await get_payments(wallet_id=wallet_id, complete=True, limit=NO_LIMIT)
+    payments = await all_payments(wallet_id=wallet_id, complete=True)
     return [LnbitsEntry.of(p) for p in payments]
+
+
+async def all_payments(
+    *, wallet_id: str, complete: bool = False, incoming: bool = False
+) -> list[Payment]:
+    """Every payment of the wallet that ``get_payments`` matches, page by
+    page (once each: a payment made meanwhile shifts the pages, so one can
+    be read twice)."""
+    found: dict[str, Payment] = {}
+    offset = 0
+    while True:
+        page = await get_payments(
+            wallet_id=wallet_id,
+            complete=complete,
+            incoming=incoming,
+            limit=LNBITS_PAGE,
+            offset=offset,
+        )
+        for payment in page:
+            found.setdefault(payment.checking_id, payment)
+        if len(page) < LNBITS_PAGE:
+            return list(found.values())
+        offset += LNBITS_PAGE
 
 
 async def load_balance_msat(wallet_id: str) -> int:
@@ -138,9 +163,7 @@ async def load_destination_status(
             by_wallet[leg.destination_wallet_id].append(leg.payment_hash)
     for wallet_id, hashes in by_wallet.items():
         if wallet_id not in cache:
-            incoming = await get_payments(
-                wallet_id=wallet_id, incoming=True, limit=NO_LIMIT
-            )
+            incoming = await all_payments(wallet_id=wallet_id, incoming=True)
             cache[wallet_id] = {p.payment_hash: str(p.status) for p in incoming}
         known = cache[wallet_id]
         for payment_hash in hashes:

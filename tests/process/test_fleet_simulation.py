@@ -1,5 +1,7 @@
 """The CI-sized fleet simulation (``bench/simulate.py``): a few hundred sales
-at three machines against a real LNbits process, SIGKILLed twice, and the
+at three bitSpire machines, a Lamassu machine (a local PostgreSQL database
+shaped like lamassu-server's) and a manual one, fixed-mode slots and a
+failing autoforward, against a real LNbits process SIGKILLed twice, and the
 books checked to the sat against LNbits' own balances and payments.
 
 SQLite by default; PostgreSQL under ``make test-pg``. ``SATMACHINE_SIM_SALES``
@@ -28,6 +30,7 @@ def test_a_month_of_a_fleet_reconciles_to_the_sat(tmp_path: Path) -> None:
         pg_url=postgres or Params.pg_url,
         seed=7,
         lps_per_machine=2,
+        fixed_slots=12,  # a slot every two hours: each one run through the month
         report=tmp_path / "simulation.md",
     )
     result = simulate(params)
@@ -36,16 +39,31 @@ def test_a_month_of_a_fleet_reconciles_to_the_sat(tmp_path: Path) -> None:
     assert result.kills == 2
     checks = result.books.checks
     counts = result.counts
-    recorded = sales + counts["sales_manual"]  # manual sales: issue 10's actor
-    assert checks["sale landed once"] == recorded
-    assert checks["legs add up to the gross"] == recorded
-    assert checks["payee wallet = its completed legs"] >= 3 + 3 * 2
-    # Three bitSpire machines, and a manual one once issue 10 is in.
-    assert checks["LP remaining = deposits - charged, never negative"] >= 3 * 2
-    assert checks["machine wallet = gross in + top-ups - completed legs"] >= 3
+    # --sales counts every source's: bitSpire, Lamassu (a local PostgreSQL
+    # database shaped like lamassu-server's) and manual.
+    assert checks["sale landed once"] == sales
+    assert checks["legs add up to the gross"] == sales
+    assert counts["sales_lamassu"] > 0 and counts["sales_manual"] > 0
+    # Fee and split wallets, every LP (the autoforwarding one less what it
+    # forwarded) and the forward's payee.
+    assert checks["payee wallet = its completed legs (less what it forwarded)"] >= (
+        1 + 3 + 5 * 2 + 2 + 1
+    )
+    # Three bitSpire machines, a Lamassu and a manual one: two flow-mode LPs
+    # each, and two fixed-mode LPs.
+    assert checks["LP remaining = deposits - charged, never negative"] == 5 * 2 + 2
+    assert checks["machine wallet = gross in + top-ups - completed legs"] == 5
     # The month really had what it is meant to exercise.
     assert counts["sales_fallback"] > 0 and counts["sales_invalid"] > 0
     assert counts["refunds"] + counts["partial_dispenses"] == counts["sales_invalid"]
     assert counts["dry_wallet_settlements"] == 2
     assert counts["deposits_rejected"] > 0
+    assert counts["awaiting_funds_seen"] > 0  # Lamassu and manual wallets ran dry
+    # Fixed mode: every slot of the day run (some twice), each LP buying once
+    # a slot; the funding wallet ran short and was topped up.
+    assert checks["no fixed-mode slot paid twice"] == 1
+    assert counts["fixed_slots_run"] == 12 and counts["fixed_buys"] > 12
+    assert counts["fixed_funding_top_ups"] > 0
+    # Autoforward: the endpoint refused a few times, the sats went on later.
+    assert counts["lnurl_refusals"] >= 3 and counts["forwards_completed"] > 0
     assert "RECONCILED" in (tmp_path / "simulation.md").read_text()
