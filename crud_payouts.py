@@ -31,6 +31,25 @@ async def get_transfers(hashes: Sequence[str]) -> list[Payment]:
     )
 
 
+async def get_wallet_payments(
+    wallet_id: str, *, complete: bool = False, incoming: bool = False
+) -> list[Payment]:
+    """Every LNbits payment of a wallet, in one query: ``complete`` as LNbits
+    means it (successful, and outgoing still pending), ``incoming`` only
+    amounts > 0. LNbits' own ``get_payments`` returns at most 1 000 rows a
+    call and pages by time alone, whose ties can move between pages."""
+    where = ["wallet_id = :w"]
+    if complete:
+        where.append("(status = 'success' OR (amount < 0 AND status = 'pending'))")
+    if incoming:
+        where.append("amount > 0")
+    return await core_db.fetchall(
+        f"SELECT * FROM apipayments WHERE {' AND '.join(where)}",
+        {"w": wallet_id},
+        Payment,
+    )
+
+
 async def get_recently_failed_invoices(since: datetime) -> list[Payment]:
     """This extension's transfer invoices that LNbits marked failed since
     ``since`` (LNbits' index on ``updated_at``): one query, a few rows."""

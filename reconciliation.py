@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 
-from lnbits.core.crud import get_payments, get_wallet
+from lnbits.core.crud import get_wallet
 from lnbits.core.models import Payment
 
-from . import crud
+from . import crud, crud_payouts
 from .models import (
     DcaPayment,
     DcaSettlement,
@@ -47,9 +47,6 @@ from .models import (
 )
 
 LIGHTNING_SOURCES = frozenset({"bitspire"})  # sales whose gross lands in LNbits
-# LNbits' get_payments returns at most 1 000 rows a call, whatever the limit
-# asked (lnbits.db.Filters.pagination): every page is read.
-LNBITS_PAGE = 1000
 SUCCESS = "success"
 
 
@@ -119,31 +116,8 @@ async def load_legs(machine: Machine) -> list[DcaPayment]:
 async def load_wallet_payments(wallet_id: str) -> list[LnbitsEntry]:
     """LNbits' payments that make up the wallet's balance: successful ones,
     and outgoing ones still pending (LNbits already counts them)."""
-    payments = await all_payments(wallet_id=wallet_id, complete=True)
+    payments = await crud_payouts.get_wallet_payments(wallet_id, complete=True)
     return [LnbitsEntry.of(p) for p in payments]
-
-
-async def all_payments(
-    *, wallet_id: str, complete: bool = False, incoming: bool = False
-) -> list[Payment]:
-    """Every payment of the wallet that ``get_payments`` matches, page by
-    page (once each: a payment made meanwhile shifts the pages, so one can
-    be read twice)."""
-    found: dict[str, Payment] = {}
-    offset = 0
-    while True:
-        page = await get_payments(
-            wallet_id=wallet_id,
-            complete=complete,
-            incoming=incoming,
-            limit=LNBITS_PAGE,
-            offset=offset,
-        )
-        for payment in page:
-            found.setdefault(payment.checking_id, payment)
-        if len(page) < LNBITS_PAGE:
-            return list(found.values())
-        offset += LNBITS_PAGE
 
 
 async def load_balance_msat(wallet_id: str) -> int:
@@ -163,7 +137,7 @@ async def load_destination_status(
             by_wallet[leg.destination_wallet_id].append(leg.payment_hash)
     for wallet_id, hashes in by_wallet.items():
         if wallet_id not in cache:
-            incoming = await all_payments(wallet_id=wallet_id, incoming=True)
+            incoming = await crud_payouts.get_wallet_payments(wallet_id, incoming=True)
             cache[wallet_id] = {p.payment_hash: str(p.status) for p in incoming}
         known = cache[wallet_id]
         for payment_hash in hashes:

@@ -143,6 +143,20 @@ async def test_period_filters_sales_but_the_wallet_is_checked_to_now(
     assert body["until"].startswith(tomorrow)  # a date as `until` is the whole day
 
 
+async def test_a_wallet_with_more_payments_than_lnbits_returns_a_call_balances(
+    http, operator, make_user, customer
+):
+    """LNbits' get_payments returns at most 1 000 rows a call: the check reads
+    the wallet's whole history (found by ``make simulate`` at 1 000 sales)."""
+    machine, _, _ = await two_sales_with_a_top_up(http, operator, make_user, customer)
+    for _ in range(1_001):  # small top-ups: real LNbits payments
+        await credit(machine.wallet_id, 1)
+    r = await machine_report(http, operator, machine.id)
+    assert r["wallet"]["lnbits_balance_sats"] == await wallet_balance(machine.wallet_id)
+    assert r["wallet"]["balanced"] is True, r["wallet"]
+    assert r["sales_count"] == 2
+
+
 async def test_a_payment_out_of_the_machine_wallet_that_is_no_leg_is_flagged(
     http, operator, make_user, customer
 ):
