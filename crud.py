@@ -313,8 +313,7 @@ async def machine_has_payment_history(machine_id: str) -> bool:
 async def get_machines_by_ids(machine_ids: Sequence[str]) -> dict[str, Machine]:
     if not machine_ids:
         return {}
-    names = {f"m{i}": mid for i, mid in enumerate(dict.fromkeys(machine_ids))}
-    placeholders = ", ".join(f":{n}" for n in names)
+    names, placeholders = _names("m", list(dict.fromkeys(machine_ids)))
     async with connection() as c:
         rows = await _fetchall(
             c,
@@ -437,8 +436,7 @@ async def get_completed_payout_totals(
     settlement legs, what its average price is computed from."""
     if not client_ids:
         return {}
-    names = {f"c{i}": cid for i, cid in enumerate(client_ids)}
-    placeholders = ", ".join(f":{n}" for n in names)
+    names, placeholders = _names("c", client_ids)
     async with connection() as c:
         rows = await _scalar_rows(
             c,
@@ -500,8 +498,7 @@ async def get_client_balances(
     """Balances of many LP positions in one aggregate query."""
     if not client_ids:
         return {}
-    names = {f"c{i}": cid for i, cid in enumerate(client_ids)}
-    placeholders = ", ".join(f":{n}" for n in names)
+    names, placeholders = _names("c", client_ids)
     sql = f"""
         SELECT c.id AS client_id, m.currency AS currency,
           COALESCE((SELECT SUM(d.amount_minor) FROM {S}.deposits d
@@ -675,8 +672,7 @@ async def get_settlement_by_payment_hash(payment_hash: str) -> DcaSettlement | N
 async def get_known_payment_hashes(machine_id: str, hashes: Sequence[str]) -> set[str]:
     if not hashes:
         return set()
-    names = {f"h{i}": h for i, h in enumerate(hashes)}
-    placeholders = ", ".join(f":{n}" for n in names)
+    names, placeholders = _names("h", hashes)
     async with connection() as c:
         rows = await _scalar_rows(
             c,

@@ -12,7 +12,16 @@ from lnbits.core.db import db as core_db
 from lnbits.core.models import Payment
 
 from .bitspire import EXTRA_KEY
-from .crud import S, _execute, _fetchall, _insert, _scalar_rows, connection, new_id
+from .crud import (
+    S,
+    _execute,
+    _fetchall,
+    _insert,
+    _names,
+    _scalar_rows,
+    connection,
+    new_id,
+)
 from .crud import transaction as transaction
 from .models import DcaPayment, LegInvoice, utc_now
 
@@ -22,8 +31,7 @@ async def get_transfers(hashes: Sequence[str]) -> list[Payment]:
     status) with one of these payment hashes: one query for a whole chunk."""
     if not hashes:
         return []
-    names = {f"h{i}": h for i, h in enumerate(hashes)}
-    placeholders = ", ".join(f":{n}" for n in names)
+    names, placeholders = _names("h", hashes)
     return await core_db.fetchall(
         f"SELECT * FROM apipayments WHERE payment_hash IN ({placeholders})",
         names,
@@ -78,8 +86,7 @@ async def get_recent_forwards(since: datetime) -> list[DcaPayment]:
 async def get_legs_by_hashes(hashes: Sequence[str]) -> list[DcaPayment]:
     if not hashes:
         return []
-    names = {f"h{i}": h for i, h in enumerate(hashes)}
-    placeholders = ", ".join(f":{n}" for n in names)
+    names, placeholders = _names("h", hashes)
     async with connection() as c:
         return await _fetchall(
             c,
@@ -164,8 +171,7 @@ async def mark_leg_repaired(leg_id: str, note: str) -> bool:
 async def get_replaced_invoices(leg_ids: Sequence[str]) -> list[LegInvoice]:
     if not leg_ids:
         return []
-    names = {f"l{i}": leg_id for i, leg_id in enumerate(leg_ids)}
-    placeholders = ", ".join(f":{n}" for n in names)
+    names, placeholders = _names("l", leg_ids)
     async with connection() as c:
         return await _fetchall(
             c,

@@ -20,6 +20,7 @@ from .crud import (
     _fetchall,
     _fetchone,
     _insert,
+    _names,
     _params,
     _scalar_rows,
     connection,
@@ -67,8 +68,7 @@ async def lamassu_poll_status(
     password nor the connection settings."""
     if not machine_ids:
         return {}
-    names = {f"m{i}": mid for i, mid in enumerate(dict.fromkeys(machine_ids))}
-    placeholders = ", ".join(f":{n}" for n in names)
+    names, placeholders = _names("m", list(dict.fromkeys(machine_ids)))
     async with connection() as c:
         rows = await _scalar_rows(
             c,

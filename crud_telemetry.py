@@ -17,6 +17,7 @@ from .crud import (
     _fetchall,
     _fetchone,
     _insert,
+    _names,
     _scalar_rows,
     connection,
     get_machine_by_npub,
@@ -166,8 +167,7 @@ async def get_status(machine_id: str) -> MachineStatus | None:
 async def get_statuses(machine_ids: Sequence[str]) -> dict[str, MachineStatus]:
     if not machine_ids:
         return {}
-    names = {f"m{i}": mid for i, mid in enumerate(dict.fromkeys(machine_ids))}
-    placeholders = ", ".join(f":{n}" for n in names)
+    names, placeholders = _names("m", list(dict.fromkeys(machine_ids)))
     async with connection() as c:
         rows = await _fetchall(
             c,
