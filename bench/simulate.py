@@ -89,7 +89,8 @@ FIAT_NOTES = (100, 200, 300, 500, 700, 1000, 1500, 2000)
 FINAL = ("processed", "partial", "refunded", "errored")
 LIFECYCLE = ("awaiting_funds", "pending", "processing")  # statuses not final
 PAGE = 1000
-CUSTOMER_CREDIT = 10_000_000  # sats; the most LNbits credits at once
+MAX_CREDIT_SATS = 10_000_000  # the most LNbits credits at once (its max invoice)
+CUSTOMER_CREDIT = MAX_CREDIT_SATS
 THROTTLE_EVERY = 5  # sales between two looks at how far the payouts are
 PACE_EVERY = 250  # sales between two pace lines in the log and report
 
@@ -236,8 +237,13 @@ class Fleet:
         return self.node.api(method, path, self.operator, **kw)
 
     def credit(self, wallet_id: str, sats: int) -> None:
-        self.node.credit(wallet_id, sats)
-        self.top_ups[wallet_id] += sats
+        """An admin credit, in pieces LNbits accepts (it refuses an invoice
+        above its maximum, 10 000 000 sats by default)."""
+        while sats > 0:
+            piece = min(sats, MAX_CREDIT_SATS)
+            self.node.credit(wallet_id, piece)
+            self.top_ups[wallet_id] += piece
+            sats -= piece
 
     def lnbits_cpu_s(self) -> float:
         """CPU seconds the running LNbits process has used so far."""
