@@ -669,7 +669,7 @@ async def get_settlement_by_payment_hash(payment_hash: str) -> DcaSettlement | N
         )
 
 
-async def get_known_payment_hashes(machine_id: str, hashes: Sequence[str]) -> set[str]:
+async def get_known_payment_hashes(hashes: Sequence[str]) -> set[str]:
     if not hashes:
         return set()
     names, placeholders = _names("h", hashes)

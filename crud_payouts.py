@@ -97,19 +97,22 @@ async def get_legs_by_hashes(hashes: Sequence[str]) -> list[DcaPayment]:
 
 
 async def get_incoming_since(
-    wallet_id: str, since: datetime, limit: int, offset: int
+    wallet_ids: Sequence[str], since: datetime, limit: int, offset: int
 ) -> list[Payment]:
-    """A wallet's successful incoming payments made after ``since``, oldest
+    """The wallets' successful incoming payments made after ``since``, oldest
     first. Read through LNbits' index on ``time`` alone (``wallet_id || ''``
-    keeps the planner off the wallet index, which would walk the wallet's
+    keeps the planner off the wallet index, which would walk each wallet's
     whole history, and the same for the status and amount indexes): the
-    cost follows the window, not the history."""
+    cost follows the window, not the history, and one pass serves every
+    wallet."""
+    names, placeholders = _names("w", wallet_ids)
     return await core_db.fetchall(
         f"""SELECT * FROM apipayments WHERE time >
-            {core_db.timestamp_placeholder("since")} AND wallet_id || '' = :w
+            {core_db.timestamp_placeholder("since")}
+            AND wallet_id || '' IN ({placeholders})
             AND amount + 0 > 0 AND status || '' = 'success'
             ORDER BY time, checking_id LIMIT :limit OFFSET :offset""",
-        {"since": since, "w": wallet_id, "limit": limit, "offset": offset},
+        {"since": since, "limit": limit, "offset": offset, **names},
         Payment,
     )
 

@@ -34,7 +34,7 @@ from . import (
     poller,
 )
 from .bitspire import is_own_transfer
-from .models import Machine, utc_now
+from .models import utc_now
 
 RECOVERY_INTERVAL_SECONDS = 180  # a scan for sales the listener missed
 RESUME_INTERVAL_SECONDS = 5  # a look for settlements to resume
@@ -42,6 +42,7 @@ RECENT_WINDOW_SECONDS = 24 * 3600  # periodic scans look this far back
 CHECKPOINT_OVERLAP_SECONDS = RECENT_WINDOW_SECONDS  # start-up rescans this much
 SWEEP_OVERLAP = timedelta(seconds=payer.SWEEP_OVERLAP_SECONDS)
 PAGE = 500
+WALLETS_PER_PASS = 500  # machine wallets read in one pass of recovery
 
 _landing: asyncio.Queue[Payment] = asyncio.Queue()
 _processing: asyncio.Queue[str] = asyncio.Queue()
@@ -91,45 +92,65 @@ async def reconcile(since: int | None = None) -> int:
     ``since`` is a Unix time to scan from. None (start-up) scans each machine
     wallet from its checkpoint (how far an earlier scan got) less an overlap
     window, or from the machine's creation the first time: so a start costs
-    the same at 100 000 past sales as at 10. The checkpoint moves to when
+    the same at 100 000 past sales as at 10. The checkpoints move to when
     this scan began (a payment LNbits writes during the scan is seen next
-    time, within the overlap)."""
-    landed = 0
+    time, within the overlap).
+
+    Only bitSpire machines sell into their wallet. Their wallets are read in
+    one pass over LNbits' payments by time (up to WALLETS_PER_PASS wallets a
+    pass), not one pass per machine: the window's payments of the whole
+    LNbits are walked once, whatever the size of the fleet."""
+    machines = [m for m in await crud.list_active_machines() if m.source == "bitspire"]
     checkpoints = await crud_payouts.get_checkpoints() if since is None else {}
-    for machine in await crud.list_active_machines():
-        began = int(time.time())
+    starts: dict[str, int] = {}  # wallet id -> Unix time its scan starts after
+    for machine in machines:
         if since is not None:
-            start = since
+            starts[machine.wallet_id] = since
         elif machine.id in checkpoints:
-            start = checkpoints[machine.id] - CHECKPOINT_OVERLAP_SECONDS
+            starts[machine.wallet_id] = (
+                checkpoints[machine.id] - CHECKPOINT_OVERLAP_SECONDS
+            )
         else:
-            start = int(machine.created_at.timestamp()) - 1
-        landed += await _scan_wallet(machine, start)
-        await crud_payouts.set_checkpoint(machine.id, began)
+            starts[machine.wallet_id] = int(machine.created_at.timestamp()) - 1
+    landed = 0
+    wallets = list(starts)
+    for i in range(0, len(wallets), WALLETS_PER_PASS):
+        chunk = {w: starts[w] for w in wallets[i : i + WALLETS_PER_PASS]}
+        began = int(time.time())
+        landed += await _scan_wallets(chunk)
+        for machine in machines:
+            if machine.wallet_id in chunk:
+                await crud_payouts.set_checkpoint(machine.id, began)
     if landed:
         logger.info(f"satmachineadmin: recovery landed {landed} missed sale(s)")
     return landed
 
 
-async def _scan_wallet(machine: Machine, start: int) -> int:
+async def _scan_wallets(starts: dict[str, int]) -> int:
+    """Land the unknown sales among the wallets' successful incoming payments,
+    each wallet's from its own start on."""
     landed, offset = 0, 0
+    since = datetime.fromtimestamp(min(starts.values()), timezone.utc)
     while True:
         payments = await crud_payouts.get_incoming_since(
-            machine.wallet_id,
-            datetime.fromtimestamp(start, timezone.utc),
-            PAGE,
-            offset,
+            list(starts), since, PAGE, offset
         )
-        known = await crud.get_known_payment_hashes(
-            machine.id, [p.payment_hash for p in payments]
-        )
-        for payment in payments:
+        fresh = [p for p in payments if _epoch(p.time) > starts[p.wallet_id]]
+        known = await crud.get_known_payment_hashes([p.payment_hash for p in fresh])
+        for payment in fresh:
             if payment.payment_hash not in known:
                 settlement = await landing.land_payment(payment)
                 landed += settlement is not None
         if len(payments) < PAGE:
             return landed
         offset += PAGE
+
+
+def _epoch(moment: datetime) -> int:
+    """Unix seconds of a payment time (LNbits writes UTC; naive means UTC)."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return int(moment.timestamp())
 
 
 async def resume() -> int:

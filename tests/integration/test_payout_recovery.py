@@ -191,6 +191,41 @@ async def test_start_up_recovery_scans_from_a_checkpoint(
     assert (await crud_payouts.get_checkpoints())[machine.id] >= checkpoints[machine.id]
 
 
+@pytest.mark.parametrize("per_pass", [1, 500])
+async def test_one_recovery_pass_lands_the_missed_sales_of_every_machine(
+    http, shop, customer, extension, operator, monkeypatch, per_pass
+):
+    """Start-up recovery reads the machine wallets together, each from its own
+    start: a machine with a checkpoint and one never scanned (from its
+    creation) both get their missed sale landed, once, however many wallets
+    a pass reads."""
+    from satmachineadmin import crud_payouts, tasks
+
+    monkeypatch.setattr(tasks, "WALLETS_PER_PASS", per_pass)
+    first = shop["machine"]
+    await tasks.reconcile(None)  # the first machine now has a checkpoint
+    extension.satmachineadmin_stop()
+    second = await add_machine(operator, operator.wallets[3])
+    assert second.id not in await crud_payouts.get_checkpoints()
+    hashes = [
+        await make_sale(http, wallet, customer.wallet, dca_sale(machine))
+        for machine, wallet in (
+            (first, shop["machine_wallet"]),
+            (second, operator.wallets[3]),
+        )
+    ]
+    assert await tasks.reconcile(None) == 2
+    assert await tasks.reconcile(None) == 0
+    assert await tasks.reconcile(int(time.time()) - 3600) == 0
+    checkpoints = await crud_payouts.get_checkpoints()
+    assert {first.id, second.id} <= set(checkpoints)
+    extension.satmachineadmin_start()
+    settlements = [await wait_for_settlement(h) for h in hashes]
+    assert settlements[0].status == "processed"
+    for settlement in settlements:  # the second has no LP: its sats stay held
+        await assert_ledger_adds_up(settlement)
+
+
 async def test_a_paid_invoice_lnbits_rewrote_as_failed_is_swept_and_repaired(
     http, shop, customer, extension
 ):
