@@ -14,6 +14,7 @@ from lnbits.core.models import Payment
 from .bitspire import EXTRA_KEY
 from .crud import (
     S,
+    _epoch,
     _execute,
     _fetchall,
     _insert,
@@ -98,21 +99,37 @@ async def get_legs_by_hashes(hashes: Sequence[str]) -> list[DcaPayment]:
 
 async def get_incoming_since(
     wallet_ids: Sequence[str], since: datetime, limit: int, offset: int
-) -> list[Payment]:
+) -> list[tuple[str, str, str, float]]:
     """The wallets' successful incoming payments made after ``since``, oldest
-    first. Read through LNbits' index on ``time`` alone (``wallet_id || ''``
-    keeps the planner off the wallet index, which would walk each wallet's
-    whole history, and the same for the status and amount indexes): the
-    cost follows the window, not the history, and one pass serves every
-    wallet."""
+    first, as (checking id, wallet id, payment hash, Unix time): what recovery needs to
+    tell a missed sale, without building a full payment per row.
+
+    Read through LNbits' index on ``time`` alone (``wallet_id || ''`` keeps
+    the planner off the wallet index, which would walk each wallet's whole
+    history, and the same for the status and amount indexes): the cost
+    follows the window, not the history, and one pass serves every wallet."""
     names, placeholders = _names("w", wallet_ids)
-    return await core_db.fetchall(
-        f"""SELECT * FROM apipayments WHERE time >
-            {core_db.timestamp_placeholder("since")}
+    rows: list[dict] = await core_db.fetchall(
+        f"""SELECT checking_id, wallet_id, payment_hash, time FROM apipayments
+            WHERE time > {core_db.timestamp_placeholder("since")}
             AND wallet_id || '' IN ({placeholders})
             AND amount + 0 > 0 AND status || '' = 'success'
             ORDER BY time, checking_id LIMIT :limit OFFSET :offset""",
         {"since": since, "limit": limit, "offset": offset, **names},
+    )
+    return [
+        (row["checking_id"], row["wallet_id"], row["payment_hash"], _epoch(row["time"]))
+        for row in rows
+    ]
+
+
+async def get_payments_by_checking_id(checking_ids: Sequence[str]) -> list[Payment]:
+    if not checking_ids:
+        return []
+    names, placeholders = _names("c", checking_ids)
+    return await core_db.fetchall(
+        f"SELECT * FROM apipayments WHERE checking_id IN ({placeholders})",
+        names,
         Payment,
     )
 

@@ -41,7 +41,7 @@ RESUME_INTERVAL_SECONDS = 5  # a look for settlements to resume
 RECENT_WINDOW_SECONDS = 24 * 3600  # periodic scans look this far back
 CHECKPOINT_OVERLAP_SECONDS = RECENT_WINDOW_SECONDS  # start-up rescans this much
 SWEEP_OVERLAP = timedelta(seconds=payer.SWEEP_OVERLAP_SECONDS)
-PAGE = 500
+PAGE = 5_000  # payments a query of recovery reads (hash, wallet and time only)
 WALLETS_PER_PASS = 500  # machine wallets read in one pass of recovery
 
 _landing: asyncio.Queue[Payment] = asyncio.Queue()
@@ -132,25 +132,16 @@ async def _scan_wallets(starts: dict[str, int]) -> int:
     landed, offset = 0, 0
     since = datetime.fromtimestamp(min(starts.values()), timezone.utc)
     while True:
-        payments = await crud_payouts.get_incoming_since(
-            list(starts), since, PAGE, offset
-        )
-        fresh = [p for p in payments if _epoch(p.time) > starts[p.wallet_id]]
-        known = await crud.get_known_payment_hashes([p.payment_hash for p in fresh])
-        for payment in fresh:
-            if payment.payment_hash not in known:
-                settlement = await landing.land_payment(payment)
-                landed += settlement is not None
-        if len(payments) < PAGE:
+        rows = await crud_payouts.get_incoming_since(list(starts), since, PAGE, offset)
+        fresh = {h: c for c, w, h, t in rows if t > starts[w]}  # hash -> checking id
+        known = await crud.get_known_payment_hashes(list(fresh))
+        missed = [c for h, c in fresh.items() if h not in known]
+        for payment in await crud_payouts.get_payments_by_checking_id(missed):
+            settlement = await landing.land_payment(payment)
+            landed += settlement is not None
+        if len(rows) < PAGE:
             return landed
         offset += PAGE
-
-
-def _epoch(moment: datetime) -> int:
-    """Unix seconds of a payment time (LNbits writes UTC; naive means UTC)."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return int(moment.timestamp())
 
 
 async def resume() -> int:

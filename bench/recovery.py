@@ -29,14 +29,19 @@ from .env import Lnbits
 SIZES = (10, 100_000)
 QUICK_SIZES = (10, 2_000)
 TRIALS = 3
+FLEET = (200, 20_000)  # machines, and their sales in the last day
+FLEET_QUICK = (20, 2_000)
 # The full scan at 100 000 takes minutes (130 s on SQLite on a loaded 2-core
 # machine); BENCH_RECOVERY_FULL_SCAN=1 measures it too.
 FULL_SCAN_UP_TO = 10**9 if os.environ.get("BENCH_RECOVERY_FULL_SCAN") else 10_000
 
 
-async def _seed(machine: Any, start: int, count: int) -> None:
+async def _seed(
+    machine: Any, start: int, count: int, newest: datetime | None = None
+) -> None:
     """``count`` past sales on the machine wallet: LNbits incoming payments
-    (successful, dated two days ago and older) and their settlements."""
+    (successful, one a second back from ``newest``, two days ago by
+    default) and their settlements."""
     from lnbits.core.db import db as core_db
     from lnbits.core.models import Payment, PaymentState
     from lnbits.db import insert_query, model_to_dict
@@ -44,7 +49,7 @@ async def _seed(machine: Any, start: int, count: int) -> None:
     from satmachineadmin.models import DcaSettlement
     from sqlalchemy import text
 
-    old = datetime.now(timezone.utc) - timedelta(days=2)
+    old = newest or datetime.now(timezone.utc) - timedelta(days=2)
     payments, settlements = [], []
     for i in range(start, start + count):
         h = uuid.uuid4().hex + uuid.uuid4().hex
@@ -156,5 +161,40 @@ async def run(lnbits: Lnbits, *, quick: bool, profile_dir: Any = None) -> dict:
     figures["checkpoint_ratio_large_vs_small"] = round(
         large["checkpoint_ms"] / max(small["checkpoint_ms"], 0.1), 2
     )
+    figures["fleet"] = await _fleet(operator.id, quick)
     figures["ok"] = True
     return figures
+
+
+async def _fleet(operator_id: str, quick: bool) -> dict[str, Any]:
+    """Many machines, a day of sales: recovery's one pass over the window for
+    every machine wallet, against one pass per machine (what it did before:
+    each pass walks the window's payments of the whole LNbits)."""
+    from lnbits.core.crud import create_wallet
+    from satmachineadmin import tasks
+
+    from .setup import add_machine
+
+    machines_n, sales = FLEET_QUICK if quick else FLEET
+    machines = []
+    for i in range(machines_n):
+        wallet = await create_wallet(user_id=operator_id, wallet_name=f"fleet {i}")
+        machines.append(await add_machine(operator_id, wallet.id, name=f"fleet {i}"))
+    newest = datetime.now(timezone.utc) - timedelta(minutes=1)
+    for i, machine in enumerate(machines):  # interleaved in time, as in life
+        await _seed(machine, 0, sales // machines_n, newest - timedelta(0, i))
+    day_ago = int(time.time()) - 24 * 3600
+    starts = {m.wallet_id: day_ago for m in machines}
+    began = time.perf_counter()
+    assert await tasks._scan_wallets(starts) == 0  # every sale is known
+    one_pass = time.perf_counter() - began
+    began = time.perf_counter()
+    for wallet_id, start in starts.items():
+        assert await tasks._scan_wallets({wallet_id: start}) == 0
+    per_machine = time.perf_counter() - began
+    return {
+        "machines": machines_n,
+        "payments_in_window": sales,
+        "one_pass_ms": round(one_pass * 1000, 1),
+        "pass_per_machine_ms": round(per_machine * 1000, 1),
+    }

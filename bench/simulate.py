@@ -1660,6 +1660,8 @@ class Replay:
                     self.fleet.sample_memory()
                 if len(self.fleet.sales) >= self.mark[0] + PACE_EVERY:
                     self.fleet.pace_mark(event.t, self.mark)
+                    with self.fleet.timed("ANALYZE (autovacuum's part)"):
+                        self.fleet.node.analyze()
             self.flush()
         finally:
             self.pool.shutdown()
@@ -2224,6 +2226,15 @@ def simulate(params: Params) -> Result:
         node.start()
         fleet = Fleet(params, node)
         fleet.timings["start"] += time.monotonic() - began
+        if postgres:
+            fleet.notes.append(
+                f"PostgreSQL's planner statistics of the LNbits database are "
+                f"refreshed (ANALYZE) every {PACE_EVERY} sales, as autovacuum "
+                "does in production: this machine's server runs with autovacuum "
+                "off, and on never-analyzed tables LNbits' balance queries "
+                "took a plan 2.5 times slower (108 ms against 42 ms for the operator's "
+                "wallets, at 2 800 sales of a first 10 000-sale run)"
+            )
         try:
             run_month(fleet, actors)
             with fleet.timed("closing the books"):
