@@ -233,6 +233,24 @@ class Fleet:
         self.seq += 1
         return self.seq
 
+    def add_machine(self, name: str, source: str) -> SimMachine:
+        """A machine of a source that does not sell into its wallet (Lamassu,
+        manual): its own wallet, created over the API, added to the fleet."""
+        wallet = self.node.create_wallet(self.operator, name)
+        body = {
+            "wallet_id": wallet.id,
+            "name": name,
+            "currency": CURRENCY,
+            "source": source,
+        }
+        machine_id = self.api("POST", "/machines", json=body, expect=201)["id"]
+        machine = SimMachine(
+            index=len(self.machines), name=name, wallet=wallet, npub="",
+            id=machine_id, source=source,
+        )  # fmt: skip
+        self.machines.append(machine)
+        return machine
+
     def api(self, method: str, path: str, **kw: Any) -> Any:
         return self.node.api(method, path, self.operator, **kw)
 
@@ -752,20 +770,8 @@ class LamassuSales:
             return
         days = fleet.params.days
         self.month_start = datetime.now(timezone.utc) - timedelta(days=days + 1)
-        wallet = fleet.node.create_wallet(fleet.operator, "Lamassu ATM")
-        body = {
-            "wallet_id": wallet.id,
-            "name": "Lamassu ATM",
-            "currency": CURRENCY,
-            "source": "lamassu",
-        }
-        machine_id = fleet.api("POST", "/machines", json=body, expect=201)["id"]
-        machine = SimMachine(
-            index=len(fleet.machines), name="Lamassu ATM", wallet=wallet, npub="",
-            id=machine_id, source="lamassu",
-        )  # fmt: skip
-        fleet.machines.append(machine)
-        self.machine = machine
+        machine = self.machine = fleet.add_machine("Lamassu ATM", "lamassu")
+        machine_id = machine.id
         url = urlsplit(self.server or "")
         fleet.api(
             "PUT",
@@ -960,20 +966,7 @@ class ManualSales:
         if not fleet.supports("/settlements/manual"):
             fleet.notes.append("manual sales: not in this build (issue 10)")
             return
-        wallet = fleet.node.create_wallet(fleet.operator, "manual ATM")
-        body = {
-            "wallet_id": wallet.id,
-            "name": "Manual ATM",
-            "currency": CURRENCY,
-            "source": "manual",
-        }
-        machine_id = fleet.api("POST", "/machines", json=body, expect=201)["id"]
-        machine = SimMachine(
-            index=len(fleet.machines), name="Manual ATM", wallet=wallet, npub="",
-            id=machine_id, source="manual",
-        )  # fmt: skip
-        fleet.machines.append(machine)
-        self.machine = machine
+        machine = self.machine = fleet.add_machine("Manual ATM", "manual")
         rng = fleet.rng
         count = max(5, fleet.params.sales // 40)
         fleet.planned_elsewhere += count
