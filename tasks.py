@@ -118,9 +118,9 @@ async def reconcile(since: int | None = None) -> int:
         chunk = {w: starts[w] for w in wallets[i : i + WALLETS_PER_PASS]}
         began = int(time.time())
         landed += await _scan_wallets(chunk)
-        for machine in machines:
-            if machine.wallet_id in chunk:
-                await crud_payouts.set_checkpoint(machine.id, began)
+        await crud_payouts.set_checkpoints(
+            [m.id for m in machines if m.wallet_id in chunk], began
+        )
     if landed:
         logger.info(f"satmachineadmin: recovery landed {landed} missed sale(s)")
     return landed

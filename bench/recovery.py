@@ -168,10 +168,11 @@ async def run(lnbits: Lnbits, *, quick: bool, profile_dir: Any = None) -> dict:
 
 async def _fleet(operator_id: str, quick: bool) -> dict[str, Any]:
     """Many machines, a day of sales: recovery's one pass over the window for
-    every machine wallet, against one pass per machine (what it did before:
-    each pass walks the window's payments of the whole LNbits)."""
+    every machine wallet and one commit for their checkpoints, against a pass
+    and a commit per machine (what it did before: each pass walks the
+    window's payments of the whole LNbits)."""
     from lnbits.core.crud import create_wallet
-    from satmachineadmin import tasks
+    from satmachineadmin import crud_payouts, tasks
 
     from .setup import add_machine
 
@@ -187,10 +188,12 @@ async def _fleet(operator_id: str, quick: bool) -> dict[str, Any]:
     starts = {m.wallet_id: day_ago for m in machines}
     began = time.perf_counter()
     assert await tasks._scan_wallets(starts) == 0  # every sale is known
+    await crud_payouts.set_checkpoints([m.id for m in machines], day_ago)
     one_pass = time.perf_counter() - began
     began = time.perf_counter()
-    for wallet_id, start in starts.items():
-        assert await tasks._scan_wallets({wallet_id: start}) == 0
+    for machine in machines:
+        assert await tasks._scan_wallets({machine.wallet_id: day_ago}) == 0
+        await crud_payouts.set_checkpoints([machine.id], day_ago)
     per_machine = time.perf_counter() - began
     return {
         "machines": machines_n,
