@@ -124,17 +124,6 @@ async def get_incoming_since(
     ]
 
 
-async def get_payments_by_checking_id(checking_ids: Sequence[str]) -> list[Payment]:
-    if not checking_ids:
-        return []
-    names, placeholders = _names("c", checking_ids)
-    return await core_db.fetchall(
-        f"SELECT * FROM apipayments WHERE checking_id IN ({placeholders})",
-        names,
-        Payment,
-    )
-
-
 async def replace_leg_invoice(
     leg: DcaPayment, payment_request: str, payment_hash: str, reason: str
 ) -> bool:

@@ -135,10 +135,12 @@ async def _scan_wallets(starts: dict[str, int]) -> int:
         rows = await crud_payouts.get_incoming_since(list(starts), since, PAGE, offset)
         fresh = {h: c for c, w, h, t in rows if t > starts[w]}  # hash -> checking id
         known = await crud.get_known_payment_hashes(list(fresh))
-        missed = [c for h, c in fresh.items() if h not in known]
-        for payment in await crud_payouts.get_payments_by_checking_id(missed):
-            settlement = await landing.land_payment(payment)
-            landed += settlement is not None
+        missed = {c for h, c in fresh.items() if h not in known}
+        hashes = [h for h, c in fresh.items() if c in missed]
+        for payment in await crud_payouts.get_transfers(hashes):
+            if payment.checking_id in missed:  # not the payer's side
+                settlement = await landing.land_payment(payment)
+                landed += settlement is not None
         if len(rows) < PAGE:
             return landed
         offset += PAGE
