@@ -24,7 +24,7 @@ PREFIX = "sbx1:"
 _CONTEXT = b"satmachineadmin/secret-box/v1"
 
 
-class SecretUnreadable(Exception):
+class SecretUnreadableError(Exception):
     """A sealed value that this LNbits' secret cannot open (tampered, or
     sealed under another LNbits' secret). Never carries the value."""
 
@@ -57,7 +57,7 @@ def seal(value: str | None, *, secret: str | None = None) -> str | None:
 
 def open_secret(value: str | None, *, secret: str | None = None) -> str | None:
     """The plain value of a sealed one; a legacy plain value is returned as
-    it is. Raises SecretUnreadable when the seal does not open."""
+    it is. Raises SecretUnreadableError when the seal does not open."""
     if value is None or value == "" or not is_sealed(value):
         return value
     try:
@@ -66,6 +66,6 @@ def open_secret(value: str | None, *, secret: str | None = None) -> str | None:
         cipher = AES.new(_key(secret), AES.MODE_GCM, nonce=nonce)
         return cipher.decrypt_and_verify(ciphertext, tag).decode()
     except (ValueError, UnicodeDecodeError) as exc:
-        raise SecretUnreadable(
+        raise SecretUnreadableError(
             "a stored secret could not be opened with this LNbits' key"
         ) from exc
