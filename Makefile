@@ -33,13 +33,15 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 SIM_ARGS ?=
 
-.PHONY: help venv relay-venv demo run test test-pg lint checkruff checkformat mypy format check bench clean-run soak simulate
+.PHONY: help venv relay-venv demo run test test-pg test-all pytest lint checkruff checkformat mypy format check bench clean-run soak simulate
 
 help:
 	@echo "make run       set up .venv and run LNbits + this extension on 127.0.0.1:5000"
 	@echo "make demo      the same on a fresh .run/demo, with a demo fleet selling live"
-	@echo "make test      run the tests (SQLite)"
+	@echo "make test      run the tests on SQLite (as shards, JOBS=$(JOBS) at a time)"
 	@echo "make test-pg   run the tests on PostgreSQL (PG_URL=$(PG_URL))"
+	@echo "make test-all  both databases (what CI runs)"
+	@echo "make pytest    plain pytest on TESTS=$(TESTS) (one file, one test)"
 	@echo "make lint      checkruff + checkformat + mypy"
 	@echo "make format    ruff format and ruff check --fix"
 	@echo "make check     lint + test"
@@ -79,11 +81,21 @@ $(RELAY_VENV)/bin/nostr-relay:
 demo: $(STAMP)
 	$(PY) scripts/demo.py $(RUN_ARGS)
 
+# The suite runs as shards, JOBS at a time (tests/shards.py): `make test` on
+# SQLite, `make test-pg` on PostgreSQL, `make test-all` on both (what CI runs).
+# One file or test, plain pytest: `make pytest TESTS=tests/unit`.
+JOBS ?= 3
 test: $(STAMP) relay-venv
-	$(PY) -m pytest $(TESTS) $(PYTEST_ARGS)
+	$(PY) tests/shards.py --db sqlite --jobs $(JOBS) $(PYTEST_ARGS)
 
 test-pg: $(STAMP) relay-venv
-	SATMACHINE_TEST_POSTGRES=$(PG_URL) $(PY) -m pytest $(TESTS) $(PYTEST_ARGS)
+	PG_URL=$(PG_URL) $(PY) tests/shards.py --db postgres --jobs $(JOBS) $(PYTEST_ARGS)
+
+test-all: $(STAMP) relay-venv
+	PG_URL=$(PG_URL) $(PY) tests/shards.py --db sqlite,postgres --jobs $(JOBS) $(PYTEST_ARGS)
+
+pytest: $(STAMP) relay-venv
+	$(PY) -m pytest $(TESTS) $(PYTEST_ARGS)
 
 lint: checkruff checkformat mypy
 

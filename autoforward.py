@@ -47,11 +47,9 @@ from lnbits.core.services.payments import fee_reserve_total
 from lnbits.exceptions import InvoiceError, PaymentError
 from loguru import logger
 
-from . import crud, crud_lp, notifications, payer
+from . import crud, crud_lp, loops, notifications, payer
 from .models import DcaClient, DcaPayment, LpPreferences, Machine, utc_now
 
-# Seconds between passes (an environment override lets tests go faster).
-INTERVAL_SECONDS = float(os.environ.get("SATMACHINEADMIN_AUTOFORWARD_INTERVAL", "30"))
 ALERT_AFTER_FAILURES = 3
 BACKOFF_BASE = timedelta(
     seconds=float(os.environ.get("SATMACHINEADMIN_AUTOFORWARD_BACKOFF", "60"))
@@ -90,7 +88,7 @@ async def _run_once(now: datetime | None) -> int:
 
 async def run_forever() -> None:
     while True:
-        await asyncio.sleep(INTERVAL_SECONDS)
+        await loops.pause("autoforward")
         try:
             await run_once()
         except Exception:

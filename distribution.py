@@ -20,7 +20,7 @@ from .planner import plan_legs
 # A worker's hold on a settlement it processes, renewed at every chunk of
 # legs (``payer.pay_legs``). Short, so that a settlement cut off by a crash is
 # resumed within seconds of a restart (the recovery loop looks every
-# ``tasks.RESUME_INTERVAL_SECONDS``); long enough for a chunk of transfers.
+# ``loops.interval("resume")``); long enough for a chunk of transfers.
 LEASE = timedelta(seconds=20)
 BOOT_ID = crud.new_id()  # this process: whose claim a settlement's is
 

@@ -28,7 +28,7 @@ from lnbits.core.crud import get_standalone_payment, get_wallet
 from lnbits.db import Connection
 from loguru import logger
 
-from . import crud, crud_fixed, notifications, payer, rates
+from . import crud, crud_fixed, loops, notifications, payer, rates
 from .calculations import SATS_PER_BTC, from_minor_units, minor_units
 from .errors import Conflict, Invalid
 from .models import (
@@ -49,7 +49,6 @@ SHORT = "wallet short"
 PAYMENT_FAILED = "payment failed"
 RETRYABLE = (SHORT, PAYMENT_FAILED)
 NOTHING_LEFT = "no balance left to buy with"
-TICK_SECONDS = 20
 
 
 def now() -> datetime:
@@ -440,7 +439,7 @@ async def scheduler_loop() -> None:
             await tick()
         except Exception:
             logger.exception("satmachineadmin: fixed-mode tick failed")
-        await asyncio.sleep(TICK_SECONDS)
+        await loops.pause("fixed")
 
 
 # --- operator actions --------------------------------------------------------

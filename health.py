@@ -10,7 +10,6 @@ the operator when a machine goes offline or a cassette runs low
 
 from __future__ import annotations
 
-import asyncio
 import json
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -18,7 +17,7 @@ from typing import Any
 from lnbits.core.crud import get_wallet
 from loguru import logger
 
-from . import crud, crud_sources, crud_telemetry, notifications, overview, relays
+from . import crud, crud_sources, crud_telemetry, loops, notifications, overview, relays
 from .crud import S, _scalar_rows, connection
 from .models import (
     Machine,
@@ -28,7 +27,6 @@ from .models import (
     utc_now,
 )
 
-CHECK_INTERVAL_SECONDS = 60.0
 HISTORY_DAYS = 30  # telemetry events are kept this long
 PRUNE_EVERY_CHECKS = 60  # about once an hour
 
@@ -270,7 +268,7 @@ async def check_loop() -> None:
         except Exception:
             logger.exception("satmachineadmin: machine health check failed")
         checks += 1
-        await asyncio.sleep(CHECK_INTERVAL_SECONDS)
+        await loops.pause("health")
 
 
 # --- GET /health -----------------------------------------------------------

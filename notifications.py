@@ -36,12 +36,12 @@ from lnbits.core.models.notifications import NotificationType
 from lnbits.core.services.notifications import enqueue_user_notification
 from loguru import logger
 
+from . import loops
 from .models import NotificationLogEntry, OpenProblem, utc_now
 
 SIGNATURE_HEADER = "X-Satmachine-Signature"
 WEBHOOK_TIMEOUT_SECONDS = 6
 WEBHOOK_BACKOFF_SECONDS = (2.0, 10.0, 60.0)  # waits between the 4 attempts
-WATCH_INTERVAL_SECONDS = 60
 
 _background: set[asyncio.Task] = set()
 
@@ -242,4 +242,4 @@ async def watcher_loop() -> None:
             await watch_once()
         except Exception:
             logger.exception("satmachineadmin: notification watcher failed")
-        await asyncio.sleep(WATCH_INTERVAL_SECONDS)
+        await loops.pause("watcher")

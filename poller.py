@@ -5,16 +5,12 @@ status, the settlement rows), so a restart loses nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable
 
 from loguru import logger
 
-from . import crud, crud_sources, funding, lamassu
-
-TICK_SECONDS = 5
-FUNDING_CHECK_SECONDS = 15
+from . import crud, crud_sources, funding, lamassu, loops
 
 _last_poll: dict[str, float] = {}  # machine id -> monotonic time of last poll
 
@@ -46,14 +42,13 @@ async def release_funded(queue: Callable[[str], None]) -> int:
 
 
 async def sources_loop(queue: Callable[[str], None]) -> None:
-    last_funding = 0.0
+    funding_check = loops.Every("funding")
     while True:
         try:
             await poll_due(queue)
-            if time.monotonic() - last_funding >= FUNDING_CHECK_SECONDS:
-                last_funding = time.monotonic()
+            if funding_check.due():
                 await release_funded(queue)
         except Exception as exc:  # never stop: the next tick tries again
             # No traceback: a driver's exception could carry connection details.
             logger.error(f"satmachineadmin: sources loop: {exc.__class__.__name__}")
-        await asyncio.sleep(TICK_SECONDS)
+        await loops.pause("sources")

@@ -29,6 +29,7 @@ from . import (
     distribution,
     fixed,
     landing,
+    loops,
     notifications,
     payer,
     poller,
@@ -36,8 +37,6 @@ from . import (
 from .bitspire import is_own_transfer
 from .models import utc_now
 
-RECOVERY_INTERVAL_SECONDS = 180  # a scan for sales the listener missed
-RESUME_INTERVAL_SECONDS = 5  # a look for settlements to resume
 RECENT_WINDOW_SECONDS = 24 * 3600  # periodic scans look this far back
 CHECKPOINT_OVERLAP_SECONDS = RECENT_WINDOW_SECONDS  # start-up rescans this much
 SWEEP_OVERLAP = timedelta(seconds=payer.SWEEP_OVERLAP_SECONDS)
@@ -170,12 +169,11 @@ async def _recovery_loop() -> None:
     few minutes look for missed sales again."""
     last_sweep = utc_now() - timedelta(days=1)
     await recover(full=True)
-    last_scan = time.monotonic()
+    scan = loops.Every("recovery", ran_now=True)
     while True:
-        await asyncio.sleep(RESUME_INTERVAL_SECONDS)
-        if time.monotonic() - last_scan >= RECOVERY_INTERVAL_SECONDS:
+        await loops.pause("resume")
+        if scan.due():
             await recover(full=False)
-            last_scan = time.monotonic()
             continue
         try:
             await resume()

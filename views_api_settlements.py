@@ -15,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from lnbits.core.models import User
 from lnbits.decorators import check_user_exists
 
-from . import actions, crud, crud_payouts, tasks
+from . import actions, crud, crud_payouts, loops
 from .distribution import BOOT_ID
 from .models import (
     AppendNoteData,
@@ -87,7 +87,7 @@ async def api_get_settlement(
         settlement=settlement,
         legs=legs,
         wait_reason=wait_reason(
-            settlement, legs, BOOT_ID, tasks.RESUME_INTERVAL_SECONDS
+            settlement, legs, BOOT_ID, max(1, round(loops.interval("resume")))
         ),
         replaced_invoices=await crud_payouts.get_replaced_invoices(
             [leg.id for leg in legs if leg.invoice_replacements]

@@ -3,7 +3,6 @@ through the extension's own crud, sales paid through real LNbits invoices."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import sys
 from decimal import Decimal
@@ -112,21 +111,18 @@ async def make_sale(http, machine_wallet, customer_wallet, sale=None, **kwargs) 
 FINAL = {"processed", "errored", "partial", "refunded"}
 
 
-async def wait_for_settlement(payment_hash: str, statuses=FINAL, timeout: float = 30):
+async def wait_for_settlement(payment_hash: str, statuses=FINAL, timeout: float = 120):
     """The settlement of a payment, once the pipeline has brought it to one of
     ``statuses``."""
     from satmachineadmin import crud
+    from waits import until
 
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        settlement = await crud.get_settlement_by_payment_hash(payment_hash)
-        if settlement is not None and settlement.status in statuses:
-            return settlement
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(
-                f"settlement of {payment_hash} not in {statuses}: {settlement}"
-            )
-        await asyncio.sleep(0.05)
+    return await until(
+        lambda: crud.get_settlement_by_payment_hash(payment_hash),
+        lambda s: s is not None and s.status in statuses,
+        what=f"the settlement of {payment_hash} in {sorted(statuses)}",
+        timeout=timeout,
+    )
 
 
 async def ledger(settlement_id: str):

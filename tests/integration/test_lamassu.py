@@ -18,6 +18,7 @@ from lamassu_db import (
     load_rows,
 )
 from scenario import FINAL, add_lp, assert_ledger_adds_up, set_splits
+from waits import until
 
 API = "/satmachineadmin/api/v1/dca"
 
@@ -106,15 +107,18 @@ async def lamassu_settlements(operator, machine_id):
     return await crud.list_settlements(operator.id, machine_id=machine_id, limit=1000)
 
 
-async def wait_all_final(operator, machine_id, count, timeout=60):
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+async def wait_all_final(operator, machine_id, count, timeout=120):
+    async def read():
         rows = await lamassu_settlements(operator, machine_id)
-        if len(rows) == count and all(s.status in FINAL for s in rows):
-            return rows
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError([(s.source_txid, s.status) for s in rows])
-        await asyncio.sleep(0.1)
+        return [(s.source_txid, s.status) for s in rows], rows
+
+    _, rows = await until(
+        read,
+        lambda seen: len(seen[0]) == count and all(st in FINAL for _, st in seen[0]),
+        what=f"{count} settlements of machine {machine_id} final",
+        timeout=timeout,
+    )
+    return rows
 
 
 @pytest.fixture

@@ -4,13 +4,13 @@ by itself after a top-up. Balances are read from LNbits."""
 
 from __future__ import annotations
 
-import asyncio
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
 from conftest import credit, wallet_balance
 from scenario import FINAL, add_lp, assert_ledger_adds_up, set_splits
+from waits import until
 
 API = "/satmachineadmin/api/v1/dca"
 
@@ -44,17 +44,15 @@ def sale(machine_id, reference="ref-1", **overrides):
     return body
 
 
-async def wait_status(settlement_id, statuses, timeout=60):
+async def wait_status(settlement_id, statuses, timeout=120):
     from satmachineadmin import crud
 
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
-        settlement = await crud.get_settlement(settlement_id)
-        if settlement is not None and settlement.status in statuses:
-            return settlement
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(settlement)
-        await asyncio.sleep(0.1)
+    return await until(
+        lambda: crud.get_settlement(settlement_id),
+        lambda s: s is not None and s.status in statuses,
+        what=f"settlement {settlement_id} in {sorted(statuses)}",
+        timeout=timeout,
+    )
 
 
 class _M:
@@ -213,12 +211,16 @@ async def test_awaiting_funds_then_a_top_up_goes_on_by_itself(
 
     # A partial top-up is not enough: still waiting.
     await _top_up(http, operator, machine_wallet, 100_000)
-    await asyncio.sleep(1)
+    from satmachineadmin import loops, poller, tasks
+
+    assert await poller.release_funded(tasks.queue_for_processing) == 0
     assert (await crud.get_settlement(settlement.id)).status == "awaiting_funds"
 
-    # The operator tops the wallet up from its own wallet: never a sale.
+    # The operator tops the wallet up from its own wallet: never a sale. The
+    # sources loop's funding pass (woken, not waited for) releases it.
     await _top_up(http, operator, machine_wallet, 200_000)
-    done = await wait_status(settlement.id, FINAL, timeout=60)
+    loops.wake("funding")
+    done = await wait_status(settlement.id, FINAL)
     assert done.status == "processed"
     assert await wallet_balance(lp.wallet.id) - lp_before == 258_799
     assert await wallet_balance(machine_wallet.id) == 300_000 - 266_800

@@ -12,6 +12,7 @@ import pytest
 from bech32 import bech32_encode, convertbits
 from conftest import Actor
 from nostr_relay import Relay, executable, publish
+from waits import until
 
 BEACON, FLEET = 30078, 30079
 
@@ -279,15 +280,8 @@ needs_relay = pytest.mark.skipif(
 )
 
 
-async def wait_for(predicate, timeout: float = 30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError("timed out")
-        await asyncio.sleep(0.2)
+async def wait_for(predicate, timeout: float = 120.0, what: str = "telemetry"):
+    return await until(predicate, what=what, timeout=timeout, every=0.2)
 
 
 @needs_relay

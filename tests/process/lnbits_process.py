@@ -161,6 +161,12 @@ class LnbitsProcess:
                 "DEBUG": "false",
                 "HOST": "127.0.0.1",
                 "PORT": str(self.port),
+                # The loops that act after a restart look every second, so
+                # a test sees recovery without waiting out production periods
+                # (a dead worker's lease still runs its full 20 s).
+                "SATMACHINEADMIN_LOOP_RESUME": "1",
+                "SATMACHINEADMIN_LOOP_FIXED": "1",
+                "SATMACHINEADMIN_LOOP_FUNDING": "2",
             }
         )
         if self.database and self.postgres:

@@ -121,7 +121,9 @@ def test_slots_survive_sigkill_during_and_between_slots():
             node.start()
             operator, machine, machine_wallet, lps = _setup(node)
             now = datetime.now(timezone.utc)
-            first = (now + timedelta(seconds=90)).replace(second=0, microsecond=0)
+            # The next whole minute at least 15 s away (the scheduler looks
+            # every second in these processes: lnbits_process.py).
+            first = (now + timedelta(seconds=75)).replace(second=0, microsecond=0)
             second = first + timedelta(minutes=1)
             hhmm = [first.strftime("%H:%M"), second.strftime("%H:%M")]
             node.api(
@@ -165,7 +167,7 @@ def test_slots_survive_sigkill_during_and_between_slots():
             # 2. SIGKILL between the slots; LNbits stays down over the second
             # one's time, which then runs when it is back (the same day).
             node.kill()
-            _wait_until(second + timedelta(seconds=5))
+            _wait_until(second + timedelta(seconds=2))
             node.start()
             _wait_for_slot(node, operator, machine["id"], hhmm[1])
             for lp, client in lps:
