@@ -95,7 +95,7 @@ def _wait_until_up(base: str, process: subprocess.Popen[bytes], log: Path) -> No
     raise RuntimeError(f"LNbits did not answer within {STARTUP_TIMEOUT_S} s")
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def live_lnbits(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The base URL of a fresh LNbits serving this checkout (FakeWallet)."""
     if missing_requirement():
@@ -236,14 +236,14 @@ class Lnbits:
         return response.json() if response.content else None
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def lnbits(live_lnbits: str) -> Iterator[Lnbits]:
     client = Lnbits(live_lnbits)
     yield client
     client.http.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser(live_lnbits: str) -> Iterator[object]:
     from playwright.sync_api import sync_playwright
 
