@@ -99,15 +99,11 @@ PER_DB: list[tuple[str, list[str], float]] = [
         3.5,
     ),
     ("fleet", ["process/test_fleet_simulation.py"], 4.0),
-    (
-        "kill",
-        [
-            "process/test_process_death.py",
-            "process/test_autoforward_kill.py",
-            "process/test_fixed_slots_kill.py",
-        ],
-        4.5,
-    ),
+    # Process tests mostly wait (for a restart, a lease, a slot's minute):
+    # apart, they overlap the shards that compute.
+    ("kill-payouts", ["process/test_process_death.py"], 3.0),
+    ("kill-forward", ["process/test_autoforward_kill.py"], 2.5),
+    ("kill-slots", ["process/test_fixed_slots_kill.py"], 3.0),
 ]
 # Once, whatever the database: pure code, and the pages (on SQLite).
 ONCE: list[tuple[str, list[str], float]] = [
