@@ -616,3 +616,96 @@ async def m007_lp_self_service(db: Connection) -> None:
         "client_id, leg_type, status, created_at, id, amount_sats, fiat_amount_minor",
     )
     await _index(db, "deposits_client_time", "deposits", "client_id, created_at, id")
+
+
+async def m008_lamassu_in_the_field(db: Connection) -> None:
+    """Lamassu in the field (issue 18).
+
+    - SSH to the Lamassu server (``lamassu_sources.ssh_*``): host, port and
+      user; the extension's own Ed25519 key pair (``ssh_private_key`` is
+      stored sealed by ``secret_box``, ``ssh_public_key`` is what the operator
+      puts in ``authorized_keys``); the pinned host key (``ssh_host_key``, the
+      ``ssh-ed25519 AAAA...`` line, and its ``SHA256:...`` fingerprint). No
+      host key pinned: the tunnel is never opened.
+    - Never pay a machine's past: ``lamassu_sources.start_at``. Cash-outs
+      created before it land only through an import the operator confirmed.
+      A source that exists already polled from the epoch, so everything it
+      had seen has landed; its ``start_at`` is its ``created_at``, which
+      changes nothing for it (a row older than that was landed long ago, or
+      can be imported).
+    - ``machines.source_since``: when the machine's current source began
+      (its creation for every machine today); a source changed later starts
+      from the change.
+    - ``lamassu_ignored``: cash-outs the operator settled outside this
+      extension (one row per machine and Lamassu id, with author, time and
+      reason). An ignored cash-out never lands.
+    - Secrets at rest: the Lamassu ``password`` and the notification
+      ``webhook_secret`` stored in plain text are sealed with
+      ``secret_box.seal`` (a sealed value is left as it is)."""
+    from .secret_box import is_sealed, seal
+
+    now = db.timestamp_now
+    for column in (
+        "ssh_host TEXT",
+        "ssh_port INTEGER",
+        "ssh_user TEXT",
+        "ssh_private_key TEXT",
+        "ssh_public_key TEXT",
+        "ssh_host_key TEXT",
+        "ssh_host_key_fingerprint TEXT",
+        "start_at TIMESTAMP",
+    ):
+        await db.execute(
+            f"ALTER TABLE satmachineadmin.lamassu_sources ADD COLUMN {column}"
+        )
+    await db.execute(
+        "UPDATE satmachineadmin.lamassu_sources SET start_at = created_at "
+        "WHERE start_at IS NULL"
+    )
+
+    await db.execute(
+        "ALTER TABLE satmachineadmin.machines ADD COLUMN source_since TIMESTAMP"
+    )
+    await db.execute(
+        "UPDATE satmachineadmin.machines SET source_since = created_at "
+        "WHERE source_since IS NULL"
+    )
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.lamassu_ignored (
+            id TEXT PRIMARY KEY,
+            machine_id TEXT NOT NULL,
+            operator_user_id TEXT NOT NULL,
+            txid TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            author_user_id TEXT NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    if db.type == SQLITE:
+        await db.execute(
+            "CREATE UNIQUE INDEX satmachineadmin.lamassu_ignored_txid "
+            "ON lamassu_ignored (machine_id, txid)"
+        )
+    else:
+        await db.execute(
+            "CREATE UNIQUE INDEX lamassu_ignored_txid "
+            "ON satmachineadmin.lamassu_ignored (machine_id, txid)"
+        )
+
+    for table, key, column in (
+        ("lamassu_sources", "machine_id", "password"),
+        ("notification_settings", "operator_user_id", "webhook_secret"),
+    ):
+        rows: list[dict] = await db.fetchall(
+            f"SELECT {key} AS k, {column} AS v FROM satmachineadmin.{table} "  # noqa: S608
+            f"WHERE {column} IS NOT NULL AND {column} <> ''"
+        )
+        for row in rows:
+            if is_sealed(row["v"]):
+                continue
+            await db.execute(
+                f"UPDATE satmachineadmin.{table} SET {column} = :v "  # noqa: S608
+                f"WHERE {key} = :k",
+                {"v": seal(row["v"]), "k": row["k"]},
+            )

@@ -176,6 +176,8 @@ class Machine(_Row):
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     source: SaleSource = "bitspire"
+    # When the current source began: a source changed later starts there.
+    source_since: datetime | None = Field(default_factory=utc_now)
 
 
 # --- LP positions ("clients") ----------------------------------------------
@@ -600,6 +602,17 @@ class LamassuSource(_Row):
     landed_total: int = 0
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
+    # SSH (issue 18): no ssh_host means a direct connection. The private key
+    # and the password are stored sealed (secret_box), never answered.
+    ssh_host: str | None = None
+    ssh_port: int | None = None
+    ssh_user: str | None = None
+    ssh_private_key: str | None = None
+    ssh_public_key: str | None = None
+    ssh_host_key: str | None = None  # the pinned key: "ssh-ed25519 AAAA..."
+    ssh_host_key_fingerprint: str | None = None  # "SHA256:..."
+    # Cash-outs created before it land only through a confirmed import.
+    start_at: datetime | None = None
 
 
 class LamassuSettings(BaseModel):
