@@ -31,6 +31,7 @@ from loguru import logger
 from . import crud_sources, landing, notifications
 from .bitspire import Sale
 from .models import DcaSettlement, LamassuSource, Machine, SaleSource
+from .secret_box import open_secret
 
 SOURCE: SaleSource = "lamassu"
 SATS_PER_BTC = 100_000_000
@@ -217,7 +218,7 @@ async def _connect(source: LamassuSource) -> Any:
             host=source.host,
             port=source.port,
             user=source.db_user,
-            password=source.password or None,
+            password=open_secret(source.password) or None,
             database=source.database_name,
             ssl=None if source.sslmode == "disable" else source.sslmode,
             timeout=CONNECT_TIMEOUT_S,

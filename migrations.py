@@ -18,6 +18,35 @@ async def _index(db: Connection, name: str, table: str, columns: str) -> None:
     await db.execute(sql)
 
 
+async def _has_table(db: Connection, name: str) -> bool:
+    if db.type == SQLITE:
+        sql = (
+            "SELECT name FROM satmachineadmin.sqlite_master "
+            "WHERE type = 'table' AND name = :name"
+        )
+    else:
+        sql = (
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'satmachineadmin' AND table_name = :name"
+        )
+    return await db.fetchone(sql, {"name": name}) is not None
+
+
+async def _ensure_v2_base(db: Connection, through: int) -> None:
+    """Over satmachineadmin v1 LNbits has recorded version 2 (1 for a v1 of
+    its first two days), so it never runs this chain's m001/m002: v1's m001
+    and m002 had those numbers. v1's tables (``dca_*``, ``lamassu_config``,
+    ``lamassu_transactions``) share no name with this chain's, so "no
+    ``machines`` table" means "over v1": run the base migrations up to
+    ``through`` first. On this chain's own states (fresh, 1..8) ``machines``
+    exists by then and nothing happens. m009 carries v1's data."""
+    if await _has_table(db, "machines"):
+        return
+    await m001_v2_schema(db)
+    if through >= 2:
+        await m002_listing_indexes(db)
+
+
 async def m001_v2_schema(db: Connection) -> None:
     """Machines, LP positions, deposits, settlements, split rules, payment legs,
     telemetry snapshots and the platform (super) config."""
@@ -215,6 +244,7 @@ async def m002_listing_indexes(db: Connection) -> None:
     """Indexes that end in (created_at, id), the order of every listing, so a
     page is read from the index without a sort; and one for operators'
     payment listings filtered by status."""
+    await _ensure_v2_base(db, through=1)
     for name in (
         "settlements_operator",
         "settlements_operator_status",
@@ -255,6 +285,7 @@ async def m003_payout_recovery(db: Connection) -> None:
     (``payments.repaired_at``/``repair_note``), how many times a leg's invoice
     was replaced, which process holds a settlement's claim, and a per-machine
     checkpoint so start-up recovery scans only recent payments."""
+    await _ensure_v2_base(db, through=2)
     now = db.timestamp_now
     await db.execute(
         "ALTER TABLE satmachineadmin.payments ADD COLUMN repaired_at TIMESTAMP"
@@ -709,3 +740,25 @@ async def m008_lamassu_in_the_field(db: Connection) -> None:
                 f"WHERE {key} = :k",
                 {"v": seal(row["v"]), "k": row["k"]},
             )
+
+
+async def m009_carry_v1(db: Connection) -> None:
+    """satmachineadmin v1 carried forward (issue 19, ``upgrade_v1.py``): its
+    Lamassu configuration becomes a Lamassu machine, its clients LP positions,
+    its deposits deposits, its payments completed (or voided) legs and every
+    cash-out it processed a processed settlement, in one transaction that
+    carries everything or nothing. ``upgrade_reports`` keeps what was carried
+    (``GET /upgrade/v1-report``); with no v1 tables it says so. A v1 row that
+    cannot be read rolls the carry back, is named in the report and fails
+    this migration, which the next start runs again."""
+    from .upgrade_v1 import carry_in_migration
+
+    await db.execute(f"""
+        CREATE TABLE IF NOT EXISTS satmachineadmin.upgrade_reports (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            report TEXT NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+    """)
+    await carry_in_migration(db)

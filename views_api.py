@@ -64,6 +64,7 @@ from .views_api_reconciliation import reconciliation_router
 from .views_api_settlements import settlements_router
 from .views_api_sources import sources_router
 from .views_api_telemetry import telemetry_public_router, telemetry_router
+from .views_api_upgrade import upgrade_router
 
 operator_router = APIRouter(
     route_class=DcaRoute,
@@ -440,3 +441,4 @@ satmachineadmin_api_router.include_router(telemetry_router)
 satmachineadmin_api_router.include_router(telemetry_public_router)
 satmachineadmin_api_router.include_router(lp_self_router)
 satmachineadmin_api_router.include_router(reconciliation_router)
+satmachineadmin_api_router.include_router(upgrade_router)
