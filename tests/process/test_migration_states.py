@@ -1,0 +1,114 @@
+"""The migration chain from every state LNbits may have recorded (issue 19):
+a fresh install, this chain's own earlier states (2 and 7), and
+satmachineadmin v1 at version 2 in its schema ``satoshimachine`` and in the
+older ``satmachineadmin`` (before v1's fdc2a17), and at version 1 (v1's first
+two days). Each runs in its own process over its own data folder (SQLite) or
+database (PostgreSQL when SATMACHINE_TEST_POSTGRES is set), with LNbits'
+``run_migration``; ``migration_states.py`` does the work."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from pathlib import Path
+
+import pytest
+from lnbits_process import _pg
+
+HERE = Path(__file__).resolve().parent
+PG = os.environ.get("SATMACHINE_TEST_POSTGRES")
+
+
+def run_state(state: str) -> dict:
+    root = Path(tempfile.mkdtemp(prefix="satmachineadmin-state-"))
+    (root / "data").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LNBITS_")}
+    env.update(
+        {
+            "LNBITS_DATA_FOLDER": str(root / "data"),
+            "LNBITS_EXTENSIONS_PATH": str(root),
+            "LNBITS_BACKEND_WALLET_CLASS": "FakeWallet",
+            "LNBITS_ADMIN_UI": "true",
+        }
+    )
+    database = None
+    if PG:
+        database = f"satmachineadmin_state_{uuid.uuid4().hex[:10]}"
+        _pg(PG, f'CREATE DATABASE "{database}"')
+        env["LNBITS_DATABASE_URL"] = f"{PG.rstrip('/')}/{database}"
+    try:
+        done = subprocess.run(  # noqa: S603
+            [sys.executable, str(HERE / "migration_states.py"), state],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        lines = [
+            line
+            for line in done.stdout.splitlines()
+            if line.startswith("STATE_RESULT ")
+        ]
+        assert done.returncode == 0 and lines, (
+            f"{state}: exit {done.returncode}\n{done.stdout[-3000:]}\n"
+            f"{done.stderr[-5000:]}"
+        )
+        return json.loads(lines[-1][len("STATE_RESULT ") :])
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        if database and PG:
+            _pg(PG, f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+
+
+LAST = 9
+
+
+@pytest.mark.parametrize("state", ["fresh", "ours:2", "ours:7"])
+def test_chain_runs_from_its_own_states_and_keeps_their_rows(state: str) -> None:
+    out = run_state(state)
+    assert out["version"] == LAST, out
+    assert out["report"]["status"] == "no_v1", out["report"]
+    if state != "fresh":
+        assert out["kept"] == [{"name": "kept", "client": "c1"}]
+
+
+@pytest.mark.parametrize(
+    "state", ["v1:satoshimachine:2", "v1:satmachineadmin:2", "v1:satmachineadmin:1"]
+)
+def test_chain_runs_over_v1_and_carries_its_data(state: str) -> None:
+    out = run_state(state)
+    assert out["version"] == LAST, out
+    report = out["report"]
+    assert report["status"] == "carried", report
+    assert report["error"] is None and report["left_out"] == []
+    # v1's clients are the positions, under their v1 ids, at one Lamassu
+    # machine bound to v1's source wallet, run by the super user.
+    ids = out["fixture"]["clients"]
+    assert sorted(p["id"] for p in out["positions"]) == sorted(ids)
+    assert [
+        (p["dca_mode"], p["fixed_mode_daily_limit_minor"]) for p in out["positions"]
+    ] == [
+        ("flow", None),
+        ("fixed", 30_000),
+    ]
+    [machine] = out["machines"]
+    assert machine["wallet_id"] == "w" * 32 and machine["source"] == "lamassu"
+    assert machine["operator_user_id"] == "5" * 32
+    # Balances as v1 showed them: 1000 - 66 and 500 - 33 (whole quetzales).
+    assert report["v1"]["balances"] == {ids[0]: 934, ids[1]: 467}
+    assert report["carried"]["balances"] == {ids[0]: "934.00", ids[1]: "467.00"}
+    assert sorted((leg["status"], leg["fiat_amount_minor"]) for leg in out["legs"]) == [
+        ("completed", 3_300),
+        ("completed", 6_600),
+    ]
+    assert report["carried"]["settlements"] == {"rows": 1, "gross_sats": 13_400}
+    # v1's plain-text secrets are sealed where v1 kept them.
+    [secrets] = out["v1_secrets"]
+    assert secrets["password"].startswith("sbx1:")
+    assert secrets["ssh_private_key"].startswith("sbx1:")
