@@ -744,6 +744,7 @@ def _plan_machine(ctx: _Ctx, seal: Callable[[str | None], str | None]) -> None:
         ssh_port=(config.ssh_port or 22) if ssh else None,
         ssh_user=config.ssh_username if ssh else None,
         start_at=start_at,
+        cursor_created=start_at,  # a poll reads from a day before it
     )
     if ssh:
         secret = "password" if config.has_ssh_password else "private key"

@@ -141,14 +141,19 @@ async def main(state: str) -> dict:
             "SELECT m.name AS name, c.id AS client FROM satmachineadmin.machines m "
             "JOIN satmachineadmin.clients c ON c.machine_id = m.id"
         )
-    elif state.startswith("v1:"):
-        _, schema, k = state.split(":")
+    elif state.startswith(("v1:", "v1bad:")):
+        kind, schema, k = state.split(":")
         sys.path.insert(0, str(HERE))
         import v1_fixture
 
         spec = dict(V1_SPEC, schema=schema, version=int(k), installed_extension=False)
+        if kind == "v1bad":  # a deposit no balance can hold: nothing is carried
+            spec["deposits"] = [*V1_SPEC["deposits"], {"client": 1, "amount": -5}]
         out["fixture"] = await v1_fixture.main(spec)
-        await run_chain(migrations, int(k))
+        try:
+            await run_chain(migrations, int(k))
+        except Exception as exc:
+            out["raised"] = str(exc)
         out["positions"] = await rows(
             "SELECT id, user_id, dca_mode, fixed_mode_daily_limit_minor, status "
             "FROM satmachineadmin.clients ORDER BY user_id"

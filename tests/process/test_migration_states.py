@@ -112,3 +112,21 @@ def test_chain_runs_over_v1_and_carries_its_data(state: str) -> None:
     [secrets] = out["v1_secrets"]
     assert secrets["password"].startswith("sbx1:")
     assert secrets["ssh_private_key"].startswith("sbx1:")
+
+
+def test_a_v1_row_that_cannot_be_carried_changes_nothing_and_is_named() -> None:
+    out = run_state("v1bad:satoshimachine:2")
+    bad = out["fixture"]["deposits"][-1]
+    assert f"dca_deposits row {bad}" in out["raised"], out
+    assert out["version"] == LAST - 1  # m009 runs again at the next start
+    report = out["report"]
+    assert report["status"] == "failed"
+    assert report["error"] == {
+        "table": "dca_deposits",
+        "id": bad,
+        "why": "amount -5 is negative",
+    }
+    assert report["v1"]["dca_deposits"]["rows"] == 4
+    assert out["positions"] == [] and out["machines"] == [] and out["legs"] == []
+    [secrets] = out["v1_secrets"]
+    assert secrets["password"] == "v1-plain-password"  # rolled back too
