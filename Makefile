@@ -150,7 +150,9 @@ release:
 # Before upgrading over satmachineadmin v1: what would be carried, read-only.
 DATA ?=
 DATABASE_URL ?=
-upgrade-report: $(STAMP)
-	@if [ -n "$(DATA)" ]; then $(PY) scripts/upgrade_report.py --data "$(DATA)" $(REPORT_ARGS); \
-	elif [ -n "$(DATABASE_URL)" ]; then $(PY) scripts/upgrade_report.py --database-url "$(DATABASE_URL)" $(REPORT_ARGS); \
+# Any Python with pydantic and asyncpg: LNbits' own virtualenv, or .venv.
+REPORT_PY ?= $(or $(wildcard $(PY)),$(PYTHON))
+upgrade-report:
+	@if [ -n "$(DATA)" ]; then $(REPORT_PY) scripts/upgrade_report.py --data "$(DATA)" $(REPORT_ARGS); \
+	elif [ -n "$(DATABASE_URL)" ]; then $(REPORT_PY) scripts/upgrade_report.py --database-url "$(DATABASE_URL)" $(REPORT_ARGS); \
 	else echo "usage: make upgrade-report DATA=<LNbits data folder> | DATABASE_URL=postgres://..." >&2; exit 2; fi
