@@ -1025,6 +1025,20 @@ def _plan_legs(ctx: _Ctx, settlement_of: dict[str, str]) -> None:
 
 def _plan_notes(ctx: _Ctx) -> None:
     carry = ctx.carry
+    if any(c.dca_mode == "fixed" for c in carry.clients):
+        carry.after_upgrade.append(
+            "v1 never bought for fixed-mode LPs on a schedule: set the machine's "
+            "fixed-mode schedule (times of day), or its fixed-mode positions buy "
+            "nothing"
+        )
+    if carry.settlements:
+        carry.after_upgrade.append(
+            "v1 credited the machine wallet by admin credit for each cash-out and "
+            "paid its commission transfers without recording them: a "
+            "reconciliation of this machine over v1's period shows those LNbits "
+            "payments outside the ledger (the carried settlements and legs are "
+            "v1's records, not transfers of this extension)"
+        )
     carry.after_upgrade.append(
         "satmachineclient (v1's LP extension) reads v1's tables, which this "
         "extension no longer reads or writes: uninstall it; LPs use this "

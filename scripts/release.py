@@ -132,6 +132,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", default=str(REPO / "dist"), help="default: dist/")
     parser.add_argument(
+        "--source",
+        default=str(REPO),
+        help="the extension's folder to package (default: this checkout)",
+    )
+    parser.add_argument(
         "--base-url",
         default="",
         help="where the zip is served; default: the GitHub release of the version",
@@ -142,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     base_url = args.base_url or f"{DEFAULT_BASE_URL}/v{args.version}"
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    archive = build_zip(args.version, out)
+    archive = build_zip(args.version, out, Path(args.source))
     entry = manifest_entry(args.version, archive, base_url)
     manifest = write_manifest(out, entry)
     print(f"{archive} sha256 {entry['hash']}")

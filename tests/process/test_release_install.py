@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import functools
 import json
+import shutil
 import subprocess
+import sys
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
+from decimal import Decimal
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 from lnbits_process import API, EXT_ID, REPO, Actor, LnbitsProcess
@@ -56,6 +61,51 @@ def make_release(base_url: str, dist: Path, version: str) -> None:
     )
 
 
+# A migration only the newer build has: the platform fee it sets shows that it
+# ran in the running LNbits, without a restart.
+PROBE_MIGRATION = """
+
+async def m998_release_probe(db):
+    await db.execute("DELETE FROM satmachineadmin.super_config")
+    await db.execute(
+        "INSERT INTO satmachineadmin.super_config (id, super_fee_pct) "
+        "VALUES ('singleton', '0.125')"
+    )
+"""
+
+
+def newer_build(base_url: str, dist: Path, version: str, work: Path) -> None:
+    """A build of this checkout with one more migration (PROBE_MIGRATION)."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    import release
+
+    source = work / "src"
+    for rel in release.runtime_files(REPO):
+        (source / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / rel, source / rel)
+    with (source / "migrations.py").open("a") as f:
+        f.write(PROBE_MIGRATION)
+    release.main(
+        [
+            *("--source", str(source), "--out", str(dist)),
+            *("--version", version, "--base-url", base_url),
+        ]
+    )
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 30) -> Any:
+    """Poll ``check`` until it returns a truthy value; fail saying what was
+    last seen."""
+    deadline = time.monotonic() + timeout
+    seen: Any = None
+    while time.monotonic() < deadline:
+        seen = check()
+        if seen:
+            return seen
+        time.sleep(0.2)
+    raise AssertionError(f"{what}: not within {timeout} s; last seen {seen!r}")
+
+
 def first_install(node: LnbitsProcess) -> Actor:
     """The super user of an LNbits that has not got the extension yet."""
     r = node.request(
@@ -86,11 +136,12 @@ def install(node: LnbitsProcess, su: Actor, manifest_url: str, entry: dict) -> d
 
 
 def test_extension_manager_installs_the_release_and_upgrades_it_keeping_data(
-    served: tuple[str, Path],
+    served: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    tmp_path = tmp_path_factory.mktemp("build")
     base_url, folder = served
     make_release(base_url, folder, "2.0.0")
-    make_release(base_url, folder, "2.0.1")
+    newer_build(base_url, folder, "2.0.1", tmp_path)
     (folder / "builder.json").write_text('{"extensions": []}')
     manifest_url = f"{base_url}/manifest.json"
     manifest = json.loads((folder / "manifest.json").read_text())
@@ -139,6 +190,15 @@ def test_extension_manager_installs_the_release_and_upgrades_it_keeping_data(
         install(node, su, manifest_url, entries["2.0.1"])
         config = json.loads((ext_dir / "config.json").read_text())
         assert config["version"] == "2.0.1"
+        # The newer build's migration ran in the running LNbits (it imports the
+        # migrations afresh: the extension's code never imports them).
+        wait_for(
+            "the newer build's migration (platform fee 0.125)",
+            lambda: (
+                Decimal(str(node.api("GET", "/super-config", su)["super_fee_pct"]))
+                == Decimal("0.125")
+            ),
+        )
         listed = node.api("GET", "/machines", su)
         assert [m["id"] for m in listed] == [machine["id"]]
 

@@ -58,7 +58,7 @@ def test_upgrade_over_v1_keeps_positions_and_balances_and_pays_nothing_twice(
         asyncio.run(drop_lamassu_db(lamassu))
 
 
-def _cash_outs(lamassu) -> dict[str, str]:  # noqa: ANN001
+def _cash_outs(lamassu) -> dict[str, str]:
     async def add() -> dict[str, str]:
         ids = {}
         for name, created in (
@@ -77,7 +77,7 @@ def _cash_outs(lamassu) -> dict[str, str]:  # noqa: ANN001
     return asyncio.run(add())
 
 
-def _spec(lamassu, su, lp1, lp2, commission, tx: dict[str, str]) -> dict:  # noqa: ANN001
+def _spec(lamassu, su, lp1, lp2, commission, tx: dict[str, str]) -> dict:
     def at(minutes_ago: float) -> str:
         return ago(minutes=minutes_ago - 1).isoformat()
 
@@ -104,7 +104,12 @@ def _spec(lamassu, su, lp1, lp2, commission, tx: dict[str, str]) -> dict:  # noq
             },
         ],
         "deposits": [
-            {"client": 0, "amount": 9000, "confirmed": True, "notes": "cash deposit, 9 000 GTQ"},
+            {
+                "client": 0,
+                "amount": 9000,
+                "confirmed": True,
+                "notes": "cash deposit, 9 000 GTQ",
+            },
             {"client": 0, "amount": 150},
             {"client": 1, "amount": 1000, "confirmed": True},
         ],
@@ -157,7 +162,7 @@ def _spec(lamassu, su, lp1, lp2, commission, tx: dict[str, str]) -> dict:  # noq
     }
 
 
-def _upgrade_over_v1(tmp_path: Path, lamassu) -> None:  # noqa: ANN001
+def _upgrade_over_v1(tmp_path: Path, lamassu) -> None:
     tx = _cash_outs(lamassu)
     with LnbitsProcess(log_name="upgrade-v1") as node:
         link = node.root / "extensions" / EXT_ID
