@@ -750,10 +750,11 @@ def _plan_machine(ctx: _Ctx, seal: Callable[[str | None], str | None]) -> None:
         secret = "password" if config.has_ssh_password else "private key"
         carry.after_upgrade.append(
             f"SSH to {config.ssh_host}: this extension connects with its own key "
-            f"pair, not v1's {secret} (kept sealed in v1's table). Put the "
-            "machine's new public key in the Lamassu server's authorized_keys and "
-            "pin the server's host key (machine page, Lamassu settings) before it "
-            "polls."
+            f"pair, not v1's {secret} (kept sealed in v1's table). Open the "
+            "machine's Lamassu settings and save them (the extension makes its key "
+            "pair then), put the authorized_keys line it shows on the Lamassu "
+            "server, test and pin the server's host key: the source does not poll "
+            "before."
         )
     if newest is not None:
         carry.after_upgrade.append(
