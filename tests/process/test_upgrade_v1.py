@@ -23,8 +23,9 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
 from lnbits_process import API, EXT_ID, REPO, LnbitsProcess
-from test_release_install import first_install
+from test_release_install import first_install, install, make_release
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "integration"))
@@ -48,12 +49,17 @@ def run(args: list[str], env: dict[str, str]) -> str:
     return done.stdout
 
 
+@pytest.mark.parametrize("via", ["folder", "extension-manager"])
 def test_upgrade_over_v1_keeps_positions_and_balances_and_pays_nothing_twice(
-    tmp_path: Path,
+    via: str, served: tuple[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
+    """``folder``: this checkout put in v1's folder, LNbits restarted (the
+    issue's report). ``extension-manager``: LNbits restarted without v1's code,
+    then the release installed from a manifest on 127.0.0.1 (the README's
+    way): the migrations run from v1's version inside the install."""
     lamassu = asyncio.run(create_lamassu_db())
     try:
-        _upgrade_over_v1(tmp_path, lamassu)
+        _upgrade_over_v1(tmp_path_factory.mktemp("v1"), lamassu, via, served)
     finally:
         asyncio.run(drop_lamassu_db(lamassu))
 
@@ -162,9 +168,24 @@ def _spec(lamassu, su, lp1, lp2, commission, tx: dict[str, str]) -> dict:
     }
 
 
-def _upgrade_over_v1(tmp_path: Path, lamassu) -> None:
+def _upgrade_over_v1(
+    tmp_path: Path,
+    lamassu,
+    via: str,
+    served: tuple[str, Path],
+) -> None:
     tx = _cash_outs(lamassu)
-    with LnbitsProcess(log_name="upgrade-v1") as node:
+    base_url, folder = served
+    manifest_url = f"{base_url}/manifest.json"
+    env = {}
+    if via == "extension-manager":
+        make_release(base_url, folder, "2.0.0")
+        (folder / "builder.json").write_text('{"extensions": []}')
+        env = {
+            "LNBITS_EXTENSIONS_MANIFESTS": json.dumps([manifest_url]),
+            "LNBITS_EXTENSIONS_BUILDER_MANIFEST_URL": f"{base_url}/builder.json",
+        }
+    with LnbitsProcess(log_name="upgrade-v1", env=env) as node:
         link = node.root / "extensions" / EXT_ID
         link.unlink()  # v1 is "installed": its rows come from the fixture
         node.start()
@@ -195,8 +216,15 @@ def _upgrade_over_v1(tmp_path: Path, lamassu) -> None:
         assert before["v1"]["processed_cash_outs"] == 2
 
         # This extension takes v1's place.
-        link.symlink_to(REPO, target_is_directory=True)
-        node.start()
+        if via == "folder":
+            link.symlink_to(REPO, target_is_directory=True)
+            node.start()
+        else:  # v1's folder is gone: LNbits starts, then installs the release
+            node.start()
+            su = node.login("super")
+            [entry] = json.loads((folder / "manifest.json").read_text())["extensions"]
+            install(node, su, manifest_url, entry)
+            assert json.loads((link / "config.json").read_text())["version"] == "2.0.0"
         su = node.superuser()  # logs in, enables the extension
 
         [machine] = node.api("GET", "/machines", su)
