@@ -2,12 +2,14 @@
 process (LNbits picks SQLite or PostgreSQL at import), the way LNbits runs it:
 ``lnbits.core.helpers.run_migration`` from the version ``dbversions`` holds.
 
-    python migration_states.py STATE   (env: LNBITS_DATA_FOLDER, LNBITS_DATABASE_URL)
+    python migration_states.py STATE [STATE ...]
+    (env: LNBITS_DATA_FOLDER, LNBITS_DATABASE_URL)
 
 STATE: ``fresh``; ``ours:K`` (this chain's m001..mK ran, a machine and an LP
 position were written, then the whole chain runs from K); ``v1:SCHEMA:K``
 (satmachineadmin v1's state from ``v1_fixture.py`` at its version K in SCHEMA).
-Prints one line ``STATE_RESULT {json}``.
+Each state starts from no extension table (``reset``); prints one line
+``STATE_RESULT {json}`` per state.
 """
 
 from __future__ import annotations
@@ -106,15 +108,50 @@ async def rows(sql: str, db: object = None) -> list[dict]:
         return [dict(r) for r in result.mappings().all()]
 
 
-async def main(state: str) -> dict:
-    from lnbits.core.crud import get_db_version
+async def reset() -> None:
+    """Forget every extension table (this chain's and v1's) and the recorded
+    version, so the next state starts from nothing; LNbits' core tables stay
+    (importing LNbits and migrating its core is most of a state's cost)."""
+    import satmachineadmin
+    from lnbits.core.db import db as core_db
+    from lnbits.db import SQLITE, Database
+    from sqlalchemy.sql import text
+
+    await satmachineadmin.db.engine.dispose()
+    for schema in ("satmachineadmin", "satoshimachine"):
+        database = Database(f"ext_{schema}")
+        async with database.connect() as conn:
+            if conn.type == SQLITE:
+                found = await conn.conn.execute(
+                    text(
+                        f"SELECT name FROM {schema}.sqlite_master WHERE type = 'table'"
+                    )
+                )
+                for (table,) in found.fetchall():
+                    await conn.conn.execute(text(f"DROP TABLE {schema}.{table}"))
+            else:
+                await conn.conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            await conn.conn.commit()
+        await database.engine.dispose()
+    async with core_db.connect() as conn:
+        await conn.execute("DELETE FROM dbversions WHERE db = 'satmachineadmin'")
+
+
+async def main(states: list[str]) -> None:
     from lnbits.core.helpers import migrate_databases
     from lnbits.settings import settings
 
     settings.super_user = SUPER
     settings.auth_secret_key = settings.auth_secret_key or "states-test-secret"
     await migrate_databases()  # LNbits' core tables
+    for state in states:
+        await reset()
+        result = await run_state(state)
+        print("STATE_RESULT " + json.dumps(result, default=str), flush=True)
 
+
+async def run_state(state: str) -> dict:
+    from lnbits.core.crud import get_db_version
     from satmachineadmin import migrations
 
     out: dict = {"state": state}
@@ -188,5 +225,4 @@ if __name__ == "__main__":
     (link_root / "satmachineadmin").symlink_to(REPO, target_is_directory=True)
     sys.path.insert(0, str(link_root))
     os.chdir(link_root)
-    result = asyncio.run(main(sys.argv[1]))
-    print("STATE_RESULT " + json.dumps(result, default=str))
+    asyncio.run(main(sys.argv[1:]))

@@ -2,9 +2,11 @@
 a fresh install, this chain's own earlier states (2 and 7), and
 satmachineadmin v1 at version 2 in its schema ``satoshimachine`` and in the
 older ``satmachineadmin`` (before v1's fdc2a17), and at version 1 (v1's first
-two days). Each runs in its own process over its own data folder (SQLite) or
-database (PostgreSQL when SATMACHINE_TEST_POSTGRES is set), with LNbits'
-``run_migration``; ``migration_states.py`` does the work."""
+two days). They run one after the other in one process over one data folder
+(SQLite) or
+database (PostgreSQL when SATMACHINE_TEST_POSTGRES is set), every extension
+table dropped between them, with LNbits' ``run_migration``;
+``migration_states.py`` does the work."""
 
 from __future__ import annotations
 
@@ -24,7 +26,21 @@ HERE = Path(__file__).resolve().parent
 PG = os.environ.get("SATMACHINE_TEST_POSTGRES")
 
 
-def run_state(state: str) -> dict:
+STATES = (
+    "fresh",
+    "ours:2",
+    "ours:7",
+    "v1:satoshimachine:2",
+    "v1:satmachineadmin:2",
+    "v1:satmachineadmin:1",
+    "v1bad:satoshimachine:2",
+)
+
+
+@pytest.fixture(scope="module")
+def results() -> dict[str, dict]:
+    """Every state, one after the other in one process (LNbits imported and its
+    core migrated once; the extension's tables dropped between states)."""
     root = Path(tempfile.mkdtemp(prefix="satmachineadmin-state-"))
     (root / "data").mkdir()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LNBITS_")}
@@ -43,23 +59,23 @@ def run_state(state: str) -> dict:
         env["LNBITS_DATABASE_URL"] = f"{PG.rstrip('/')}/{database}"
     try:
         done = subprocess.run(  # noqa: S603
-            [sys.executable, str(HERE / "migration_states.py"), state],
+            [sys.executable, str(HERE / "migration_states.py"), *STATES],
             env=env,
             capture_output=True,
             text=True,
-            timeout=120,
+            timeout=300,
             check=False,
         )
-        lines = [
-            line
+        found = [
+            json.loads(line[len("STATE_RESULT ") :])
             for line in done.stdout.splitlines()
             if line.startswith("STATE_RESULT ")
         ]
-        assert done.returncode == 0 and lines, (
-            f"{state}: exit {done.returncode}\n{done.stdout[-3000:]}\n"
-            f"{done.stderr[-5000:]}"
+        assert done.returncode == 0 and len(found) == len(STATES), (
+            f"exit {done.returncode}, {len(found)} of {len(STATES)} states\n"
+            f"{done.stdout[-3000:]}\n{done.stderr[-5000:]}"
         )
-        return json.loads(lines[-1][len("STATE_RESULT ") :])
+        return {r["state"]: r for r in found}
     finally:
         shutil.rmtree(root, ignore_errors=True)
         if database and PG:
@@ -70,8 +86,10 @@ LAST = 9
 
 
 @pytest.mark.parametrize("state", ["fresh", "ours:2", "ours:7"])
-def test_chain_runs_from_its_own_states_and_keeps_their_rows(state: str) -> None:
-    out = run_state(state)
+def test_chain_runs_from_its_own_states_and_keeps_their_rows(
+    state: str, results: dict[str, dict]
+) -> None:
+    out = results[state]
     assert out["version"] == LAST, out
     assert out["report"]["status"] == "no_v1", out["report"]
     if state != "fresh":
@@ -81,8 +99,10 @@ def test_chain_runs_from_its_own_states_and_keeps_their_rows(state: str) -> None
 @pytest.mark.parametrize(
     "state", ["v1:satoshimachine:2", "v1:satmachineadmin:2", "v1:satmachineadmin:1"]
 )
-def test_chain_runs_over_v1_and_carries_its_data(state: str) -> None:
-    out = run_state(state)
+def test_chain_runs_over_v1_and_carries_its_data(
+    state: str, results: dict[str, dict]
+) -> None:
+    out = results[state]
     assert out["version"] == LAST, out
     report = out["report"]
     assert report["status"] == "carried", report
@@ -114,8 +134,10 @@ def test_chain_runs_over_v1_and_carries_its_data(state: str) -> None:
     assert secrets["ssh_private_key"].startswith("sbx1:")
 
 
-def test_a_v1_row_that_cannot_be_carried_changes_nothing_and_is_named() -> None:
-    out = run_state("v1bad:satoshimachine:2")
+def test_a_v1_row_that_cannot_be_carried_changes_nothing_and_is_named(
+    results: dict[str, dict],
+) -> None:
+    out = results["v1bad:satoshimachine:2"]
     bad = out["fixture"]["deposits"][-1]
     assert f"dca_deposits row {bad}" in out["raised"], out
     assert out["version"] == LAST - 1  # m009 runs again at the next start

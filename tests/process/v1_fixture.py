@@ -373,6 +373,8 @@ async def main(spec: dict[str, Any]) -> dict[str, Any]:  # noqa: C901
             },
         )
 
+    await db.engine.dispose()
+
     # What LNbits itself recorded for the installed v1.
     await update_migration_version(None, "satmachineadmin", version)
     if spec.get("installed_extension", True):
