@@ -200,6 +200,8 @@ ROUTES = [
       super_=200,
       body=lambda w, a: {"super_fee_pct": "0.25",
                          "super_fee_wallet_id": a[SUPER].wallet.id}),
+    r("GET", "/upgrade/v1-report", lambda w, a: "/upgrade/v1-report", owner=403,
+      other=403, super_=200),
     # fixed mode
     r("GET", "/fixed-schedule", lambda w, a: "/fixed-schedule", **ALL_OK),
     r("GET", "/fixed-schedule?machine_id=",
