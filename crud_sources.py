@@ -33,7 +33,7 @@ from .models import (
     LamassuSource,
     utc_now,
 )
-from .secret_box import is_sealed
+from .secret_box import seal
 
 # --- Lamassu settings and status ---------------------------------------------
 
@@ -120,11 +120,10 @@ _SETTINGS = (
 
 async def save_lamassu_source(source: LamassuSource) -> LamassuSource:
     """Insert or replace a machine's settings (status columns kept). The
-    password and the SSH private key must come sealed."""
-    assert not source.password or is_sealed(source.password)  # noqa: S101
-    assert not source.ssh_private_key or is_sealed(  # noqa: S101
-        source.ssh_private_key
-    )
+    password and the SSH private key are stored sealed (a sealed value is
+    kept as it is)."""
+    source.password = seal(source.password) or ""
+    source.ssh_private_key = seal(source.ssh_private_key)
     source.updated_at = utc_now()
     async with transaction() as c:
         exists = await _scalar_rows(

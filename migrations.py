@@ -673,8 +673,6 @@ async def m008_lamassu_in_the_field(db: Connection) -> None:
     - Secrets at rest: the Lamassu ``password`` and the notification
       ``webhook_secret`` stored in plain text are sealed with
       ``secret_box.seal`` (a sealed value is left as it is)."""
-    from .secret_box import is_sealed, seal
-
     now = db.timestamp_now
     for column in (
         "ssh_host TEXT",
@@ -724,6 +722,15 @@ async def m008_lamassu_in_the_field(db: Connection) -> None:
             "ON satmachineadmin.lamassu_ignored (machine_id, txid)"
         )
 
+    await seal_plain_secrets(db)
+
+
+async def seal_plain_secrets(db: Connection) -> int:
+    """Seal the Lamassu passwords and webhook secrets still stored in plain
+    text (m008); a sealed value is left as it is. Returns how many."""
+    from .secret_box import is_sealed, seal
+
+    sealed = 0
     for table, key, column in (
         ("lamassu_sources", "machine_id", "password"),
         ("notification_settings", "operator_user_id", "webhook_secret"),
@@ -740,6 +747,8 @@ async def m008_lamassu_in_the_field(db: Connection) -> None:
                 f"WHERE {key} = :k",
                 {"v": seal(row["v"]), "k": row["k"]},
             )
+            sealed += 1
+    return sealed
 
 
 async def m009_carry_v1(db: Connection) -> None:

@@ -23,6 +23,7 @@ Fn = Callable[[World, dict[str, Actor]], Any]
 
 OWNER, OTHER, LP, SUPER, ANON = "owner", "other", "lp", "super", "anon"
 CALLERS = (OWNER, OTHER, LP, SUPER, ANON)
+TXID = "6f1c2a44-9d1e-4c1b-8a51-3b0b2c8e7f10"  # a Lamassu cash-out id
 NEWCOMER = "newcomer"  # not a caller: the user the owner registers as a new LP
 
 
@@ -242,6 +243,20 @@ ROUTES = [
       lambda w, a: f"/machines/{w.machine.id}/lamassu/test", owner=409),
     r("POST", "/machines/{id}/lamassu/poll",
       lambda w, a: f"/machines/{w.machine.id}/lamassu/poll", owner=409),
+    r("POST", "/machines/{id}/lamassu/pin-host-key",
+      lambda w, a: f"/machines/{w.machine.id}/lamassu/pin-host-key", owner=409,
+      body=lambda w, a: {"fingerprint": "SHA256:" + "A" * 43}),
+    r("GET", "/machines/{id}/lamassu/cash-outs",
+      lambda w, a: f"/machines/{w.machine.id}/lamassu/cash-outs", owner=409),
+    r("POST", "/machines/{id}/lamassu/cash-outs/{txid}/ignore",
+      lambda w, a: f"/machines/{w.machine.id}/lamassu/cash-outs/{TXID}/ignore",
+      owner=409, body=lambda w, a: {"reason": "settled by hand"}),
+    r("DELETE", "/machines/{id}/lamassu/cash-outs/{txid}/ignore",
+      lambda w, a: f"/machines/{w.machine.id}/lamassu/cash-outs/{TXID}/ignore",
+      owner=409),
+    r("POST", "/machines/{id}/lamassu/import",
+      lambda w, a: f"/machines/{w.machine.id}/lamassu/import", owner=409,
+      body=lambda w, a: {"since": "2026-01-01T00:00:00Z"}),
     r("POST", "/settlements/manual", lambda w, a: "/settlements/manual", owner=201,
       body=lambda w, a: {"machine_id": w.machine.id, "reference": "r-1",
                          "fiat_amount": "100", "exchange_rate": "772114",

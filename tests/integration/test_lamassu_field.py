@@ -507,3 +507,46 @@ async def test_a_changed_source_keeps_its_settlements_and_starts_from_the_change
         json={"since": ago(days=1).isoformat()},
     )
     await call(http, rival, "PUT", f"/machines/{mid}", 404, json={"source": "lamassu"})
+
+
+async def test_the_migration_seals_secrets_stored_in_plain_text(http, make_user):
+    from satmachineadmin import crud
+    from satmachineadmin.migrations import seal_plain_secrets
+    from satmachineadmin.secret_box import is_sealed, open_secret
+
+    op = await make_user("op_mig", extra_wallets=1)
+    machine = await lamassu_machine(http, op, op.wallets[1])
+    tag = os.urandom(4).hex()
+    async with crud.connection() as c:
+        await crud._execute(
+            c,
+            """INSERT INTO satmachineadmin.lamassu_sources (machine_id,
+               operator_user_id, host, database_name, db_user, password,
+               device_id) VALUES (:m, :op, 'h', 'lamassu', 'u', :pw, :d)""",
+            {"m": machine["id"], "op": op.id, "pw": f"plain-{tag}", "d": tag},
+        )
+        await crud._execute(
+            c,
+            """INSERT INTO satmachineadmin.notification_settings
+               (operator_user_id, webhook_url, webhook_secret)
+               VALUES (:op, 'https://example.com/hook', :s)""",
+            {"op": op.id, "s": f"whsec-{tag}"},
+        )
+        assert await seal_plain_secrets(c) >= 2
+        assert await seal_plain_secrets(c) == 0  # sealed ones stay as they are
+        rows = await crud._scalar_rows(
+            c,
+            """SELECT s.password AS pw, n.webhook_secret AS ws
+               FROM satmachineadmin.lamassu_sources s,
+                    satmachineadmin.notification_settings n
+               WHERE s.machine_id = :m AND n.operator_user_id = :op""",
+            {"m": machine["id"], "op": op.id},
+        )
+    [row] = rows
+    assert is_sealed(row["pw"]) and is_sealed(row["ws"])
+    assert open_secret(row["pw"]) == f"plain-{tag}"
+    assert open_secret(row["ws"]) == f"whsec-{tag}"
+    settings_ = await call(http, op, "GET", "/notifications")
+    assert (
+        settings_["has_webhook_secret"] is True and settings_["webhook_secret"] is None
+    )
