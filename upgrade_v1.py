@@ -621,31 +621,58 @@ def plan(
     now: datetime,
     seal: Callable[[str | None], str | None] = lambda v: v,
     new_id: Callable[[], str] = lambda: uuid4().hex,
+    fallback_wallet_id: str | None = None,
 ) -> Carry:
     """This extension's rows for v1's ``data``; ``V1RowError`` for a row that
-    cannot be carried as it is (then nothing is)."""
+    cannot be carried as it is (then nothing is). ``fallback_wallet_id`` (the
+    super user's first wallet) is the machine wallet when v1 named no source
+    wallet."""
     carry = Carry()
     config = _config(data, carry)
-    if config is None:
-        if data.clients or data.deposits or data.payments or data.cash_outs:
-            raise V1RowError(
-                "lamassu_config",
-                None,
-                "v1 holds clients, deposits or payments but no Lamassu configuration: "
-                "its source wallet is the machine wallet the LPs' positions need",
-            )
+    if config is None and not (
+        data.clients or data.deposits or data.payments or data.cash_outs
+    ):
         return carry
-    if not config.source_wallet_id:
+    wallet_id = (config.source_wallet_id if config else None) or fallback_wallet_id
+    if not wallet_id:
         raise V1RowError(
             "lamassu_config",
-            config.id,
-            "source_wallet_id is empty: the carried machine needs v1's source wallet",
+            config.id if config else None,
+            "no source wallet (and the super user has no wallet): the carried "
+            "machine needs a wallet",
+        )
+    if config is None:
+        config = V1Config(
+            id="",
+            host="",
+            port=5432,
+            database_name="",
+            username="",
+            password="",
+            source_wallet_id=None,
+            commission_wallet_id=None,
+            is_active=True,
+            use_ssh_tunnel=False,
+            ssh_host=None,
+            ssh_port=None,
+            ssh_username=None,
+            has_ssh_password=False,
+            has_ssh_private_key=False,
+            last_poll_time=None,
+            last_successful_poll=None,
+            created_at=None,
+        )
+    if not config.source_wallet_id:
+        carry.after_upgrade.append(
+            f"v1 named no source wallet: the carried machine's wallet is {wallet_id}, "
+            "the super user's first wallet; fund it (or make another machine) "
+            "before it pays"
         )
     ctx = _Ctx(
         data=data,
         carry=carry,
         config=config,
-        wallet_id=config.source_wallet_id,
+        wallet_id=wallet_id,
         super_user=super_user,
         now=now,
         new_id=new_id,
@@ -714,6 +741,24 @@ def _plan_machine(ctx: _Ctx, seal: Callable[[str | None], str | None]) -> None:
     newest = _newest_processed(ctx.data)
     start_at = newest or now
     created = config.created_at or now
+    if not config.id:  # v1 was never connected to a Lamassu server
+        carry.machine = Machine(
+            id=ctx.machine_id,
+            operator_user_id=ctx.super_user,
+            npub=f"manual:{ctx.machine_id}",
+            wallet_id=ctx.wallet_id,
+            name="satmachineadmin v1",
+            currency=ctx.currency,
+            source="manual",
+            created_at=now,
+            updated_at=now,
+            source_since=start_at,
+        )
+        carry.after_upgrade.append(
+            "v1 had no Lamassu configuration: its positions are at a manual "
+            "machine; change its source to Lamassu once the server is known"
+        )
+        return
     carry.machine = Machine(
         id=ctx.machine_id,
         operator_user_id=ctx.super_user,
@@ -1116,6 +1161,13 @@ async def _attach_v1_file(db: Any) -> str | None:
     return schema
 
 
+async def _first_wallet(user: str) -> str | None:
+    from lnbits.core.crud import get_wallets
+
+    wallets = await get_wallets(user)
+    return wallets[0].id if wallets else None
+
+
 async def _super_user() -> str:
     from lnbits.core.crud.settings import get_settings_field
     from lnbits.settings import settings
@@ -1217,11 +1269,13 @@ async def carry_in_migration(db: Any) -> dict[str, Any]:
         try:
             data = await read_v1(fetch, dialect, schema)
             summary = summarize(data)
+            super_user = await _super_user()
             carry = plan(
                 data,
-                super_user=await _super_user(),
+                super_user=super_user,
                 now=datetime.now(timezone.utc),
                 seal=seal,
+                fallback_wallet_id=await _first_wallet(super_user),
             )
             await write(db, carry, schema)
             value = report(

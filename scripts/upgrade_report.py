@@ -98,6 +98,7 @@ async def build(fetch: Fetch, dialect: str) -> dict[str, Any]:
                     data,
                     super_user="(the LNbits super user)",
                     now=datetime.now(timezone.utc),
+                    fallback_wallet_id="(the super user's first wallet)",
                 )
             except up.V1RowError as exc:
                 value = up.report(
