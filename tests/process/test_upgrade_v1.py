@@ -301,3 +301,18 @@ def _upgrade_over_v1(
             "voided",
         ]
         assert node.balance(lp1.wallet) == node.balance(lp2.wallet) == 0
+
+        # The carried history reads everywhere it shows: the LP's own view
+        # (v1's payments and deposits), the operator's overview and books.
+        lp1 = node.login(lp1.username)
+        positions = node.api("GET", "/lp/positions", lp1)
+        assert [p["client_id"] for p in positions] == [c1]
+        mine = node.api("GET", "/lp/payments", lp1, params={"client_id": c1})
+        carried = [p for p in mine if p["id"] in v1["payments"]]
+        assert sum(p["amount_sats"] for p in carried) == 233_126 + 12_951
+        node.api("GET", "/lp/dashboard", lp1)
+        node.api("GET", "/overview", su)
+        books = node.api(
+            "GET", "/reconciliation", su, params={"machine_id": machine["id"]}
+        )
+        assert books["machines"][0]["machine_id"] == machine["id"], books
