@@ -33,7 +33,7 @@ PYTEST_ARGS ?=
 RUN_ARGS ?=
 SIM_ARGS ?=
 
-.PHONY: help venv relay-venv demo run test test-pg test-all pytest lint checkruff checkformat mypy format check bench clean-run soak simulate
+.PHONY: help venv relay-venv demo run test test-pg test-all pytest lint checkruff checkformat mypy format check bench clean-run soak simulate release upgrade-report
 
 help:
 	@echo "make run       set up .venv and run LNbits + this extension on 127.0.0.1:5000"
@@ -49,6 +49,8 @@ help:
 	@echo "make soak      SIGKILL LNbits during payouts, many times (SOAK_ARGS, both databases)"
 	@echo "make simulate  a simulated month of a fleet, reconciled to the sat (SIM_ARGS=--help)"
 	@echo "make venv      create .venv and install LNbits and the dev tools"
+	@echo "make release   dist/satmachineadmin-<version>.zip + dist/manifest.json (RELEASE_BASE_URL=<url>)"
+	@echo "make upgrade-report  what an upgrade over v1 would carry (DATA=<folder> or DATABASE_URL=postgres://...)"
 
 venv: $(STAMP)
 
@@ -144,3 +146,25 @@ simulate: $(STAMP)
 # Forget the local LNbits of `make run` (its database, users and password).
 clean-run:
 	rm -rf .run
+
+# The installable release (scripts/release.py, standard library only):
+# $(DIST)/satmachineadmin-<version>.zip and $(DIST)/manifest.json, the archive
+# at RELEASE_BASE_URL (default: the GitHub release of the version).
+# RELEASE_VERSION overrides config.json's version.
+DIST ?= dist
+RELEASE_BASE_URL ?=
+RELEASE_VERSION ?=
+release:
+	@$(or $(wildcard $(PY)),$(PYTHON)) scripts/release.py --out "$(DIST)" \
+		$(if $(RELEASE_BASE_URL),--base-url "$(RELEASE_BASE_URL)") \
+		$(if $(RELEASE_VERSION),--version "$(RELEASE_VERSION)")
+
+# Before upgrading over satmachineadmin v1: what would be carried, read-only.
+DATA ?=
+DATABASE_URL ?=
+# Any Python with pydantic and asyncpg: LNbits' own virtualenv, or .venv.
+REPORT_PY ?= $(or $(wildcard $(PY)),$(PYTHON))
+upgrade-report:
+	@if [ -n "$(DATA)" ]; then $(REPORT_PY) scripts/upgrade_report.py --data "$(DATA)" $(REPORT_ARGS); \
+	elif [ -n "$(DATABASE_URL)" ]; then $(REPORT_PY) scripts/upgrade_report.py --database-url "$(DATABASE_URL)" $(REPORT_ARGS); \
+	else echo "usage: make upgrade-report DATA=<LNbits data folder> | DATABASE_URL=postgres://..." >&2; exit 2; fi

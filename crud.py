@@ -342,6 +342,7 @@ async def delete_machine(machine_id: str) -> None:
             f"DELETE FROM {S}.commission_splits WHERE machine_id = :m",
             f"DELETE FROM {S}.telemetry WHERE machine_id = :m",
             f"DELETE FROM {S}.lamassu_sources WHERE machine_id = :m",
+            f"DELETE FROM {S}.lamassu_ignored WHERE machine_id = :m",
             f"DELETE FROM {S}.machine_status WHERE machine_id = :m",
             f"DELETE FROM {S}.machines WHERE id = :m",
         ):

@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from loguru import logger
 from sqlalchemy.exc import IntegrityError
 
 from .crud import (
@@ -21,6 +22,7 @@ from .crud import (
 )
 from .crud_telemetry import set_offline_after
 from .models import NotificationLogEntry, NotificationSettings, OpenProblem, utc_now
+from .secret_box import SecretUnreadableError, open_secret, seal
 
 __all__ = ["new_id"]
 
@@ -40,7 +42,17 @@ async def get_settings(operator_user_id: str) -> NotificationSettings:
             {"op": operator_user_id},
             NotificationSettings,
         )
-    return row or NotificationSettings(operator_user_id=operator_user_id)
+    if row is None:
+        return NotificationSettings(operator_user_id=operator_user_id)
+    try:  # stored sealed; the caller sees the plain secret
+        row.webhook_secret = open_secret(row.webhook_secret)
+    except SecretUnreadableError:
+        logger.warning(
+            "satmachineadmin: a webhook secret cannot be opened with this LNbits' "
+            "key (sealed under another one): the operator must rotate it"
+        )
+        row.webhook_secret = None
+    return row
 
 
 async def put_settings(
@@ -58,7 +70,8 @@ async def put_settings(
             {"op": settings.operator_user_id},
             commit=False,
         )
-        await _insert(c, "notification_settings", settings, commit=False)
+        stored = settings.copy(update={"webhook_secret": seal(settings.webhook_secret)})
+        await _insert(c, "notification_settings", stored, commit=False)
     return settings
 
 

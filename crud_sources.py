@@ -26,7 +26,14 @@ from .crud import (
     connection,
     transaction,
 )
-from .models import DcaPayment, DcaSettlement, LamassuSource, utc_now
+from .models import (
+    DcaPayment,
+    DcaSettlement,
+    LamassuIgnored,
+    LamassuSource,
+    utc_now,
+)
+from .secret_box import seal
 
 # --- Lamassu settings and status ---------------------------------------------
 
@@ -88,8 +95,35 @@ async def lamassu_poll_status(
     }
 
 
+_SETTINGS = (
+    "host",
+    "port",
+    "database_name",
+    "db_user",
+    "password",
+    "sslmode",
+    "device_id",
+    "poll_seconds",
+    "ssh_host",
+    "ssh_port",
+    "ssh_user",
+    "ssh_private_key",
+    "ssh_public_key",
+    "ssh_host_key",
+    "ssh_host_key_fingerprint",
+    "start_at",
+    "cursor_created",
+    "updated_at",
+    "machine_id",
+)
+
+
 async def save_lamassu_source(source: LamassuSource) -> LamassuSource:
-    """Insert or replace a machine's settings (status columns kept)."""
+    """Insert or replace a machine's settings (status columns kept). The
+    password and the SSH private key are stored sealed (a sealed value is
+    kept as it is)."""
+    source.password = seal(source.password) or ""
+    source.ssh_private_key = seal(source.ssh_private_key)
     source.updated_at = utc_now()
     async with transaction() as c:
         exists = await _scalar_rows(
@@ -104,22 +138,14 @@ async def save_lamassu_source(source: LamassuSource) -> LamassuSource:
                     database_name = :database_name, db_user = :db_user,
                     password = :password, sslmode = :sslmode,
                     device_id = :device_id, poll_seconds = :poll_seconds,
+                    ssh_host = :ssh_host, ssh_port = :ssh_port,
+                    ssh_user = :ssh_user, ssh_private_key = :ssh_private_key,
+                    ssh_public_key = :ssh_public_key,
+                    ssh_host_key = :ssh_host_key,
+                    ssh_host_key_fingerprint = :ssh_host_key_fingerprint,
+                    start_at = :start_at, cursor_created = :cursor_created,
                     updated_at = :updated_at WHERE machine_id = :machine_id""",
-                {
-                    k: getattr(source, k)
-                    for k in (
-                        "host",
-                        "port",
-                        "database_name",
-                        "db_user",
-                        "password",
-                        "sslmode",
-                        "device_id",
-                        "poll_seconds",
-                        "updated_at",
-                        "machine_id",
-                    )
-                },
+                {k: getattr(source, k) for k in _SETTINGS},
                 commit=False,
             )
         else:
@@ -175,6 +201,121 @@ async def advance_cursor(machine_id: str, cursor: datetime) -> None:
                 WHERE machine_id = :m""",
             {"cursor": cursor, "m": machine_id},
         )
+
+
+async def pin_host_key(
+    machine_id: str, key: str | None, fingerprint: str | None
+) -> None:
+    async with connection() as c:
+        await _execute(
+            c,
+            f"""UPDATE {S}.lamassu_sources SET ssh_host_key = :key,
+                ssh_host_key_fingerprint = :fp, updated_at = :now
+                WHERE machine_id = :m""",
+            {"key": key, "fp": fingerprint, "now": utc_now(), "m": machine_id},
+        )
+
+
+async def restart_lamassu_source(machine_id: str, start_at: datetime) -> None:
+    """The source starts again at ``start_at`` (its machine's source changed
+    back to Lamassu): nothing older lands by itself."""
+    async with connection() as c:
+        await _execute(
+            c,
+            f"""UPDATE {S}.lamassu_sources SET start_at = :t, cursor_created = NULL,
+                updated_at = :t WHERE machine_id = :m""",
+            {"t": start_at, "m": machine_id},
+        )
+
+
+async def delete_lamassu_source(machine_id: str) -> None:
+    async with connection() as c:
+        await _execute(
+            c,
+            f"DELETE FROM {S}.lamassu_sources WHERE machine_id = :m",
+            {"m": machine_id},
+        )
+
+
+# --- cash-outs the operator ignored; which ones landed ---------------------------
+
+
+async def ignored_txids(machine_id: str) -> set[str]:
+    async with connection() as c:
+        rows = await _scalar_rows(
+            c,
+            f"SELECT txid FROM {S}.lamassu_ignored WHERE machine_id = :m",
+            {"m": machine_id},
+        )
+    return {row["txid"] for row in rows}
+
+
+async def list_ignored(
+    machine_id: str, txids: Sequence[str] | None = None
+) -> list[LamassuIgnored]:
+    found: list[LamassuIgnored] = []
+    async with connection() as c:
+        if txids is None:
+            return await _fetchall(
+                c,
+                f"""SELECT * FROM {S}.lamassu_ignored WHERE machine_id = :m
+                    ORDER BY created_at DESC""",
+                {"m": machine_id},
+                LamassuIgnored,
+            )
+        for i in range(0, len(txids), 500):
+            names, placeholders = _names("t", list(txids[i : i + 500]))
+            found += await _fetchall(
+                c,
+                f"""SELECT * FROM {S}.lamassu_ignored WHERE machine_id = :m
+                    AND txid IN ({placeholders})""",
+                {"m": machine_id, **names},
+                LamassuIgnored,
+            )
+    return found
+
+
+async def get_ignored(machine_id: str, txid: str) -> LamassuIgnored | None:
+    rows = await list_ignored(machine_id, [txid])
+    return rows[0] if rows else None
+
+
+async def add_ignored(row: LamassuIgnored) -> bool:
+    """False when the cash-out is ignored already."""
+    try:
+        async with transaction() as c:
+            await _insert(c, "lamassu_ignored", row, commit=False)
+    except IntegrityError:
+        return False
+    return True
+
+
+async def remove_ignored(machine_id: str, txid: str) -> bool:
+    async with connection() as c:
+        result = await _execute(
+            c,
+            f"""DELETE FROM {S}.lamassu_ignored
+                WHERE machine_id = :m AND txid = :t""",
+            {"m": machine_id, "t": txid},
+        )
+    return result.rowcount == 1
+
+
+async def landed_txids(machine_id: str, txids: Sequence[str]) -> dict[str, str]:
+    """Of these Lamassu ids, the landed ones: id -> settlement id."""
+    found: dict[str, str] = {}
+    async with connection() as c:
+        for i in range(0, len(txids), 500):
+            names, placeholders = _names("t", list(txids[i : i + 500]))
+            rows = await _scalar_rows(
+                c,
+                f"""SELECT source_txid, id FROM {S}.settlements
+                    WHERE machine_id = :m AND source = 'lamassu'
+                    AND source_txid IN ({placeholders})""",
+                {"m": machine_id, **names},
+            )
+            found.update({row["source_txid"]: row["id"] for row in rows})
+    return found
 
 
 # --- landing a batch -----------------------------------------------------------

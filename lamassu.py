@@ -10,15 +10,23 @@ Three parts, kept apart:
   ``confirmed_at``: a zero-conf on-chain sale may never get one, and a row
   becomes a sale when ``dispense_confirmed`` is written, after it was made),
   land each new one through ``landing.land_sales`` and record the status.
+  Never before the source's ``start_at`` (a machine's past lands only through
+  ``import_period``, which the operator confirms after a preview), never an
+  ignored cash-out.
+- ``cash_outs``: every cash-out (and cash-in) the server holds for the
+  device in a period, with what became of it (``outcome``).
 
-The password is kept server-side and never logged: errors are described in
-words by ``describe_error``, which also blanks the password out of any text
-a driver hands back.
+The server is reached directly or through an SSH tunnel (``ssh_tunnel``).
+The password and the SSH private key are stored sealed (``secret_box``), kept
+server-side and never logged: errors are described in words by
+``describe_error``, which also blanks the password out of any text a driver
+hands back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -28,9 +36,10 @@ from typing import Any
 
 from loguru import logger
 
-from . import crud_sources, landing, notifications
+from . import crud_sources, landing, notifications, ssh_tunnel
 from .bitspire import Sale
 from .models import DcaSettlement, LamassuSource, Machine, SaleSource
+from .secret_box import SecretUnreadableError, open_secret
 
 SOURCE: SaleSource = "lamassu"
 SATS_PER_BTC = 100_000_000
@@ -41,6 +50,7 @@ PAGE = 5000
 CONNECT_TIMEOUT_S = 10
 QUERY_TIMEOUT_S = 60
 EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+END_OF_TIME = datetime(9999, 1, 1, tzinfo=timezone.utc)
 ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 
 
@@ -193,7 +203,62 @@ def _decimal(value: Any) -> Decimal | None:
 
 class SourceUnreadableError(Exception):
     """The Lamassu database could not be read; the message is in words and
-    holds no secret."""
+    holds no secret. ``step`` names what failed (see ``TestSteps``)."""
+
+    def __init__(self, message: str, step: str = "database"):
+        super().__init__(message)
+        self.step = step
+
+
+def password_of(source: LamassuSource) -> str:
+    try:
+        return open_secret(source.password) or ""
+    except SecretUnreadableError:
+        raise SourceUnreadableError(
+            "the stored password cannot be opened with this LNbits' secret key: "
+            "enter it again",
+            step="secret",
+        ) from None
+
+
+def ssh_target(source: LamassuSource) -> ssh_tunnel.SshTarget:
+    """What the source's tunnel needs; SshError when it cannot be opened."""
+    if not (source.ssh_host and source.ssh_user and source.ssh_private_key):
+        raise ssh_tunnel.SshError("tunnel", "the SSH settings are incomplete")
+    if not source.ssh_host_key:
+        raise ssh_tunnel.SshError(
+            "host_key_unknown",
+            f"the host key of {source.ssh_host} is not pinned yet: test the "
+            "connection and pin the fingerprint it shows",
+        )
+    try:
+        private_key = open_secret(source.ssh_private_key) or ""
+    except SecretUnreadableError:
+        raise ssh_tunnel.SshError(
+            "key_refused",
+            "the stored SSH key cannot be opened with this LNbits' secret key: "
+            "make a new one",
+        ) from None
+    return ssh_tunnel.SshTarget(
+        host=source.ssh_host,
+        port=source.ssh_port or 22,
+        user=source.ssh_user,
+        private_key=private_key,
+        host_key=source.ssh_host_key,
+        db_host=source.host,
+        db_port=source.port,
+    )
+
+
+async def _endpoint(source: LamassuSource) -> tuple[str, int]:
+    """Where asyncpg connects: the database, or the local end of the tunnel."""
+    if not source.ssh_host:
+        return source.host, source.port
+    try:
+        port = await ssh_tunnel.local_port(source.machine_id, ssh_target(source))
+    except ssh_tunnel.SshError as exc:
+        raise SourceUnreadableError(str(exc), step=exc.step) from None
+    return "127.0.0.1", port
 
 
 # FIXED_FEE is `fixed_fee` (Lamassu 10.2+) or `0::numeric` (older servers).
@@ -203,6 +268,7 @@ SALES_SQL = """SELECT id::text AS id, device_id, crypto_atoms, crypto_code,
       FIXED_FEE AS fixed_fee
     FROM cash_out_txs
     WHERE device_id = $1 AND (created, id) > ($2::timestamptz, $3::uuid)
+      AND created < $5::timestamptz
       AND crypto_code IN ('BTC', 'LN') AND dispense
       AND dispense_confirmed IS TRUE AND error IS NULL
       AND status::text IN ('confirmed', 'authorized', 'instant')
@@ -212,12 +278,14 @@ SALES_SQL = """SELECT id::text AS id, device_id, crypto_atoms, crypto_code,
 async def _connect(source: LamassuSource) -> Any:
     import asyncpg  # shipped with LNbits
 
+    password = password_of(source)
+    host, port = await _endpoint(source)
     try:
         return await asyncpg.connect(
-            host=source.host,
-            port=source.port,
+            host=host,
+            port=port,
             user=source.db_user,
-            password=source.password or None,
+            password=password or None,
             database=source.database_name,
             ssl=None if source.sslmode == "disable" else source.sslmode,
             timeout=CONNECT_TIMEOUT_S,
@@ -230,6 +298,22 @@ async def _connect(source: LamassuSource) -> Any:
         )
     except Exception as exc:
         raise SourceUnreadableError(describe_error(exc, source)) from None
+
+
+def _tunnel_words(exc: BaseException, source: LamassuSource) -> str | None:
+    """Through a tunnel, a broken or refused connection is the database's
+    end: the SSH server could not forward to it."""
+    import asyncpg
+
+    if isinstance(exc, (ConnectionError, asyncpg.InterfaceError, OSError)) and not (
+        isinstance(exc, (asyncio.TimeoutError, TimeoutError))
+    ):
+        return (
+            f"the SSH tunnel is up but the database at {source.host}:{source.port} "
+            "refused the connection (is PostgreSQL listening there, and does the "
+            "authorized_keys line permit that port?)"
+        )
+    return None
 
 
 def _error_words(exc: BaseException, source: LamassuSource) -> str | None:
@@ -278,15 +362,22 @@ def describe_error(exc: BaseException, source: LamassuSource) -> str:
     if isinstance(exc, SourceUnreadableError):
         text = str(exc)
     else:
-        text = _error_words(exc, source) or (
-            f"could not read the Lamassu database ({exc.__class__.__name__})"
+        words = _tunnel_words(exc, source) if source.ssh_host else None
+        text = (
+            words
+            or _error_words(exc, source)
+            or (f"could not read the Lamassu database ({exc.__class__.__name__})")
         )
     return scrub(text, source)
 
 
 def scrub(text: str, source: LamassuSource) -> str:
-    if source.password:
-        text = text.replace(source.password, "***")
+    secrets = [source.password]
+    with contextlib.suppress(SecretUnreadableError):
+        secrets.append(open_secret(source.password) or "")
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, "***")
     return text
 
 
@@ -302,32 +393,103 @@ async def _has_fixed_fee(conn: Any) -> bool:
 
 
 async def read_sales(
-    conn: Any, device_id: str, since: datetime, after_id: str = ZERO_UUID
+    conn: Any,
+    device_id: str,
+    since: datetime,
+    after_id: str = ZERO_UUID,
+    until: datetime = END_OF_TIME,
 ) -> list[dict[str, Any]]:
-    """One page of a device's successful cash-outs made after (since, id),
-    oldest first, read in a READ ONLY transaction."""
+    """One page of a device's successful cash-outs made after (since, id)
+    and before ``until``, oldest first, read in a READ ONLY transaction."""
     async with conn.transaction(readonly=True):
         fixed = "fixed_fee" if await _has_fixed_fee(conn) else "0::numeric"
         rows = await conn.fetch(
-            SALES_SQL.replace("FIXED_FEE", fixed), device_id, since, after_id, PAGE
+            SALES_SQL.replace("FIXED_FEE", fixed),
+            device_id,
+            since,
+            after_id,
+            PAGE,
+            until,
         )
     return [dict(row) for row in rows]
 
 
+@dataclass
+class TestOutcome:
+    """What ``test_connection`` found: ``step`` names the step that failed
+    (``ssh_missing``, ``connect``, ``host_key_unknown``, ``host_key_changed``,
+    ``key_refused``, ``tunnel``, ``secret``, ``database``, ``not_read_only``,
+    ``no_table``, ``device_unknown``); None when all passed."""
+
+    error: str | None = None
+    step: str | None = None
+    host_key: str | None = None  # what the SSH server showed ("type base64")
+    host_key_fingerprint: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+async def test_connection(source: LamassuSource) -> TestOutcome:
+    """Every step of reaching the source, in order, in words. Over SSH, the
+    server's host key is read first: not pinned yet, or not the pinned one,
+    and the test is not ok (the tunnel is never opened to an unknown key)."""
+    outcome = TestOutcome()
+    if source.ssh_host:
+        port = source.ssh_port or 22
+        try:
+            key, print_ = await ssh_tunnel.scan_host_key(source.ssh_host, port)
+        except ssh_tunnel.SshError as exc:
+            return TestOutcome(error=str(exc), step=exc.step)
+        outcome.host_key, outcome.host_key_fingerprint = key, print_
+        if not source.ssh_host_key:
+            outcome.error = (
+                f"the SSH server {source.ssh_host}:{port} shows the host key "
+                f"{print_}: check it on the server (ssh-keygen -lf "
+                "/etc/ssh/ssh_host_ed25519_key.pub) and pin it"
+            )
+            outcome.step = "host_key_unknown"
+            return outcome
+        if not ssh_tunnel.same_key(key, source.ssh_host_key):
+            outcome.error = (
+                f"the host key of {source.ssh_host}:{port} changed: the server now "
+                f"shows {print_}, the pinned key is "
+                f"{source.ssh_host_key_fingerprint}. Connections are refused until "
+                "you pin the new key (only if you know why it changed)"
+            )
+            outcome.step = "host_key_changed"
+            return outcome
+    step, error = await check_database(source)
+    outcome.step, outcome.error = step, error
+    if error is not None and source.ssh_host:
+        await ssh_tunnel.close(source.machine_id)  # opened again next time
+    return outcome
+
+
 async def check_connection(source: LamassuSource) -> str | None:
     """None when the source can be read as it must be, else why not."""
+    return (await check_database(source))[1]
+
+
+async def check_database(source: LamassuSource) -> tuple[str | None, str | None]:
+    """(step, error) of reading the source as the poller does; (None, None)
+    when it can be read."""
     try:
         conn = await _connect(source)
     except SourceUnreadableError as exc:
-        return str(exc)
+        return exc.step, str(exc)
     try:
         async with conn.transaction(readonly=True):
             if await conn.fetchval("SELECT to_regclass('cash_out_txs')") is None:
-                return "no such table cash_out_txs: is this a Lamassu database?"
+                return (
+                    "no_table",
+                    "no such table cash_out_txs: is this a Lamassu database?",
+                )
             if not await conn.fetchval(
                 "SELECT has_table_privilege('cash_out_txs', 'SELECT')"
             ):
-                return (
+                return "database", (
                     f"database user {source.db_user} may not read cash_out_txs: "
                     "grant it SELECT"
                 )
@@ -338,7 +500,7 @@ async def check_connection(source: LamassuSource) -> str | None:
                    WHERE to_regclass(t) IS NOT NULL"""
             )
             if writable:
-                return (
+                return "not_read_only", (
                     f"not read-only: database user {source.db_user} can change "
                     "the Lamassu tables; give it SELECT only"
                 )
@@ -350,13 +512,15 @@ async def check_connection(source: LamassuSource) -> str | None:
             else:
                 known = False
             if not known:
-                return f"device {source.device_id} is unknown to this Lamassu server"
+                return "device_unknown", (
+                    f"device {source.device_id} is unknown to this Lamassu server"
+                )
             await read_sales(conn, source.device_id, datetime.now(timezone.utc))
     except Exception as exc:
-        return describe_error(exc, source)
+        return "database", describe_error(exc, source)
     finally:
         await _close(conn)
-    return None
+    return None, None
 
 
 async def _close(conn: Any) -> None:
@@ -402,13 +566,15 @@ async def _poll(machine: Machine, source: LamassuSource) -> PollOutcome:
     to_pay: list[str] = []
     newest: datetime | None = None
     error: str | None = None
+    start = start_of(source)
     try:
         conn = await _connect(source)
         try:
-            since, after = window_start(source.cursor_created), ZERO_UUID
+            since = max(window_start(source.cursor_created), start)
+            after = ZERO_UUID
             while True:
                 rows = await read_sales(conn, source.device_id, since, after)
-                settlements = await land_rows(machine, rows)
+                settlements = await land_rows(machine, rows, start=start)
                 landed += len(settlements)
                 to_pay += [s.id for s in settlements if s.status == "pending"]
                 if rows:
@@ -421,6 +587,8 @@ async def _poll(machine: Machine, source: LamassuSource) -> PollOutcome:
             await _close(conn)
     except Exception as exc:  # an unreadable source must never stop the loop
         error = describe_error(exc, source)
+        if source.ssh_host:  # a broken tunnel is opened again next time
+            await ssh_tunnel.close(machine.id)
     await crud_sources.record_poll(
         machine.id, error=error, landed=landed, cursor=newest
     )
@@ -440,18 +608,265 @@ async def _poll(machine: Machine, source: LamassuSource) -> PollOutcome:
     return PollOutcome(landed=landed, to_pay=to_pay, error=error)
 
 
+def start_of(source: LamassuSource) -> datetime:
+    """Cash-outs created before it never land by themselves."""
+    start = source.start_at or source.created_at
+    return start if start.tzinfo else start.replace(tzinfo=timezone.utc)
+
+
 async def land_rows(
-    machine: Machine, rows: list[dict[str, Any]]
+    machine: Machine, rows: list[dict[str, Any]], *, start: datetime | None
 ) -> list[DcaSettlement]:
-    """Land the rows that are sales and not yet landed; the newly landed."""
-    sales = [parse_row(row, machine.currency) for row in rows if is_sale_row(row)]
+    """Land the rows that are sales, not ignored and not yet landed; the newly
+    landed. ``start``: rows made before it are left (None: an import the
+    operator confirmed)."""
+    ignored = await crud_sources.ignored_txids(machine.id) if rows else set()
+    chosen = [
+        row
+        for row in rows
+        if is_sale_row(row)
+        and str(row["id"]) not in ignored
+        and (start is None or aware(row["created"]) >= start)
+    ]
     return await landing.land_sales(
         [
-            (sale, str(row["id"]), row["created"])
-            for sale, row in zip(
-                sales, (r for r in rows if is_sale_row(r)), strict=True
-            )
+            (parse_row(row, machine.currency), str(row["id"]), row["created"])
+            for row in chosen
         ],
         machine,
         source=SOURCE,
     )
+
+
+def aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def lock_of(machine_id: str) -> asyncio.Lock:
+    """Held while a machine's cash-outs land or are ignored."""
+    return _locks.setdefault(machine_id, asyncio.Lock())
+
+
+# --- a machine's past: import a period on purpose ------------------------------
+
+
+@dataclass
+class DayTotal:
+    day: str  # YYYY-MM-DD (UTC)
+    count: int = 0
+    gross_sats: int = 0
+    fiat: Decimal = Decimal(0)
+
+
+@dataclass
+class ImportPreview:
+    count: int
+    gross_sats: int
+    fiat: Decimal
+    days: list[DayTotal]
+    already_landed: int
+    ignored: int
+
+
+async def _period_sales(
+    source: LamassuSource, since: datetime, until: datetime
+) -> list[dict[str, Any]]:
+    conn = await _connect(source)
+    try:
+        rows: list[dict[str, Any]] = []
+        cursor, after = since - timedelta(microseconds=1), ZERO_UUID
+        while True:
+            page = await read_sales(conn, source.device_id, cursor, after, until)
+            rows += [r for r in page if aware(r["created"]) >= since]
+            if len(page) < PAGE:
+                return rows
+            cursor, after = page[-1]["created"], page[-1]["id"]
+    finally:
+        await _close(conn)
+
+
+async def import_period(
+    machine: Machine,
+    source: LamassuSource,
+    *,
+    since: datetime,
+    until: datetime,
+    confirm: bool,
+) -> ImportPreview | PollOutcome:
+    """The successful cash-outs of [since, until) not landed nor ignored:
+    without ``confirm`` what they are (nothing lands), with it land them,
+    once (landing is keyed on the Lamassu id). Raises SourceUnreadableError."""
+    async with lock_of(machine.id):
+        rows = [r for r in await _period_sales(source, since, until) if is_sale_row(r)]
+        ignored = await crud_sources.ignored_txids(machine.id)
+        landed = await crud_sources.landed_txids(
+            machine.id, [str(r["id"]) for r in rows]
+        )
+        todo = [
+            r
+            for r in rows
+            if str(r["id"]) not in ignored and str(r["id"]) not in landed
+        ]
+        if confirm:
+            settlements = await land_rows(machine, todo, start=None)
+            if settlements:
+                logger.info(
+                    f"satmachineadmin: imported {len(settlements)} Lamassu sale(s) "
+                    f"of {machine.name} from {since.isoformat()} to {until.isoformat()}"
+                )
+            return PollOutcome(
+                landed=len(settlements),
+                to_pay=[s.id for s in settlements if s.status == "pending"],
+            )
+    days: dict[str, DayTotal] = {}
+    for row in todo:
+        day = aware(row["created"]).date().isoformat()
+        total = days.setdefault(day, DayTotal(day=day))
+        total.count += 1
+        total.gross_sats += _atoms(row)
+        total.fiat += _decimal(row.get("fiat")) or Decimal(0)
+    return ImportPreview(
+        count=len(todo),
+        gross_sats=sum(_atoms(r) for r in todo),
+        fiat=sum((_decimal(r.get("fiat")) or Decimal(0) for r in todo), Decimal(0)),
+        days=sorted(days.values(), key=lambda d: d.day),
+        already_landed=sum(1 for r in rows if str(r["id"]) in landed),
+        ignored=sum(
+            1 for r in rows if str(r["id"]) in ignored and str(r["id"]) not in landed
+        ),
+    )
+
+
+def _atoms(row: Mapping[str, Any]) -> int:
+    atoms = _decimal(row.get("crypto_atoms"))
+    return int(atoms) if atoms is not None and atoms > 0 else 0
+
+
+# --- what the poller saw --------------------------------------------------------
+
+CASH_OUTS_SQL = """SELECT id::text AS id, crypto_atoms, crypto_code, fiat,
+      fiat_code, status::text AS status, dispense, dispense_confirmed, error,
+      created
+    FROM cash_out_txs WHERE device_id = $1 AND created >= $2 AND created < $3
+    ORDER BY created DESC, id DESC LIMIT $4"""
+CASH_INS_SQL = """SELECT id::text AS id, crypto_atoms, crypto_code, fiat,
+      fiat_code, created
+    FROM cash_in_txs WHERE device_id = $1 AND created >= $2 AND created < $3
+    ORDER BY created DESC, id DESC LIMIT $4"""
+
+
+def not_a_sale_reason(row: Mapping[str, Any]) -> str | None:
+    """Why a cash-out is not a sale, in words (None: it is one)."""
+    if row.get("kind") == "cash_in":
+        return "cash-in: the customer bought bitcoin with cash"
+    if row.get("crypto_code") not in SALE_COINS:
+        return f"another coin ({row.get('crypto_code')})"
+    if row.get("error") is not None:
+        return f"errored: {str(row.get('error'))[:200]}"
+    if str(row.get("status")) not in SALE_STATUSES:
+        return f"not paid (status {row.get('status')})"
+    if row.get("dispense") is not True or row.get("dispense_confirmed") is not True:
+        return "not dispensed (the notes were never confirmed counted out)"
+    return None
+
+
+async def read_cash_outs(
+    source: LamassuSource, since: datetime, until: datetime, limit: int
+) -> list[dict[str, Any]]:
+    """The device's cash-outs and cash-ins of [since, until), newest first."""
+    conn = await _connect(source)
+    try:
+        async with conn.transaction(readonly=True):
+            outs = await conn.fetch(
+                CASH_OUTS_SQL, source.device_id, since, until, limit
+            )
+            ins = []
+            if await conn.fetchval("SELECT to_regclass('cash_in_txs')") is not None:
+                ins = await conn.fetch(
+                    CASH_INS_SQL, source.device_id, since, until, limit
+                )
+    finally:
+        await _close(conn)
+    rows = [dict(r) for r in outs] + [{**dict(r), "kind": "cash_in"} for r in ins]
+    rows.sort(key=lambda r: (r["created"], r["id"]), reverse=True)
+    return rows[:limit]
+
+
+async def cash_out_exists(source: LamassuSource, txid: str) -> bool:
+    conn = await _connect(source)
+    try:
+        async with conn.transaction(readonly=True):
+            return bool(
+                await conn.fetchval(
+                    """SELECT EXISTS (SELECT 1 FROM cash_out_txs
+                       WHERE id = $1::uuid AND device_id = $2)""",
+                    txid,
+                    source.device_id,
+                )
+            )
+    finally:
+        await _close(conn)
+
+
+@dataclass
+class CashOutSeen:
+    id: str
+    kind: str  # cash_out, cash_in
+    created: datetime
+    fiat: Decimal | None
+    fiat_code: str | None
+    crypto_atoms: int
+    crypto_code: str | None
+    outcome: str  # landed, not_a_sale, before_start, ignored, to_land
+    reason: str | None = None
+    settlement_id: str | None = None
+    ignored_by: str | None = None
+    ignored_at: datetime | None = None
+
+
+async def cash_outs(
+    machine: Machine,
+    source: LamassuSource,
+    *,
+    since: datetime,
+    until: datetime,
+    limit: int,
+) -> list[CashOutSeen]:
+    """Every cash-out the source holds for the device in the period, with
+    its outcome. Raises SourceUnreadableError."""
+    rows = await read_cash_outs(source, since, until, limit)
+    ids = [str(r["id"]) for r in rows if r.get("kind") != "cash_in"]
+    landed = await crud_sources.landed_txids(machine.id, ids)
+    ignored = {i.txid: i for i in await crud_sources.list_ignored(machine.id, ids)}
+    start = start_of(source)
+    seen = []
+    for row in rows:
+        txid = str(row["id"])
+        item = CashOutSeen(
+            id=txid,
+            kind=row.get("kind", "cash_out"),
+            created=aware(row["created"]),
+            fiat=_decimal(row.get("fiat")),
+            fiat_code=row.get("fiat_code"),
+            crypto_atoms=_atoms(row),
+            crypto_code=row.get("crypto_code"),
+            outcome="to_land",
+        )
+        reason = not_a_sale_reason(row)
+        if txid in landed and row.get("kind") != "cash_in":
+            item.outcome, item.settlement_id = "landed", landed[txid]
+        elif txid in ignored and row.get("kind") != "cash_in":
+            mark = ignored[txid]
+            item.outcome, item.reason = "ignored", mark.reason
+            item.ignored_by, item.ignored_at = mark.author_user_id, mark.created_at
+        elif reason is not None:
+            item.outcome, item.reason = "not_a_sale", reason
+        elif item.created < start:
+            item.outcome = "before_start"
+            item.reason = (
+                "made before the source started: lands only if you import its period"
+            )
+        else:
+            item.reason = "a sale: lands at the next poll"
+        seen.append(item)
+    return seen

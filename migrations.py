@@ -18,6 +18,35 @@ async def _index(db: Connection, name: str, table: str, columns: str) -> None:
     await db.execute(sql)
 
 
+async def _has_table(db: Connection, name: str) -> bool:
+    if db.type == SQLITE:
+        sql = (
+            "SELECT name FROM satmachineadmin.sqlite_master "
+            "WHERE type = 'table' AND name = :name"
+        )
+    else:
+        sql = (
+            "SELECT table_name FROM information_schema.tables "
+            "WHERE table_schema = 'satmachineadmin' AND table_name = :name"
+        )
+    return await db.fetchone(sql, {"name": name}) is not None
+
+
+async def _ensure_v2_base(db: Connection, through: int) -> None:
+    """Over satmachineadmin v1 LNbits has recorded version 2 (1 for a v1 of
+    its first two days), so it never runs this chain's m001/m002: v1's m001
+    and m002 had those numbers. v1's tables (``dca_*``, ``lamassu_config``,
+    ``lamassu_transactions``) share no name with this chain's, so "no
+    ``machines`` table" means "over v1": run the base migrations up to
+    ``through`` first. On this chain's own states (fresh, 1..8) ``machines``
+    exists by then and nothing happens. m009 carries v1's data."""
+    if await _has_table(db, "machines"):
+        return
+    await m001_v2_schema(db)
+    if through >= 2:
+        await m002_listing_indexes(db)
+
+
 async def m001_v2_schema(db: Connection) -> None:
     """Machines, LP positions, deposits, settlements, split rules, payment legs,
     telemetry snapshots and the platform (super) config."""
@@ -215,6 +244,7 @@ async def m002_listing_indexes(db: Connection) -> None:
     """Indexes that end in (created_at, id), the order of every listing, so a
     page is read from the index without a sort; and one for operators'
     payment listings filtered by status."""
+    await _ensure_v2_base(db, through=1)
     for name in (
         "settlements_operator",
         "settlements_operator_status",
@@ -255,6 +285,7 @@ async def m003_payout_recovery(db: Connection) -> None:
     (``payments.repaired_at``/``repair_note``), how many times a leg's invoice
     was replaced, which process holds a settlement's claim, and a per-machine
     checkpoint so start-up recovery scans only recent payments."""
+    await _ensure_v2_base(db, through=2)
     now = db.timestamp_now
     await db.execute(
         "ALTER TABLE satmachineadmin.payments ADD COLUMN repaired_at TIMESTAMP"
@@ -616,3 +647,127 @@ async def m007_lp_self_service(db: Connection) -> None:
         "client_id, leg_type, status, created_at, id, amount_sats, fiat_amount_minor",
     )
     await _index(db, "deposits_client_time", "deposits", "client_id, created_at, id")
+
+
+async def m008_lamassu_in_the_field(db: Connection) -> None:
+    """Lamassu in the field (issue 18).
+
+    - SSH to the Lamassu server (``lamassu_sources.ssh_*``): host, port and
+      user; the extension's own Ed25519 key pair (``ssh_private_key`` is
+      stored sealed by ``secret_box``, ``ssh_public_key`` is what the operator
+      puts in ``authorized_keys``); the pinned host key (``ssh_host_key``, the
+      ``ssh-ed25519 AAAA...`` line, and its ``SHA256:...`` fingerprint). No
+      host key pinned: the tunnel is never opened.
+    - Never pay a machine's past: ``lamassu_sources.start_at``. Cash-outs
+      created before it land only through an import the operator confirmed.
+      A source that exists already polled from the epoch, so everything it
+      had seen has landed; its ``start_at`` is its ``created_at``, which
+      changes nothing for it (a row older than that was landed long ago, or
+      can be imported).
+    - ``machines.source_since``: when the machine's current source began
+      (its creation for every machine today); a source changed later starts
+      from the change.
+    - ``lamassu_ignored``: cash-outs the operator settled outside this
+      extension (one row per machine and Lamassu id, with author, time and
+      reason). An ignored cash-out never lands.
+    - Secrets at rest: the Lamassu ``password`` and the notification
+      ``webhook_secret`` stored in plain text are sealed with
+      ``secret_box.seal`` (a sealed value is left as it is)."""
+    now = db.timestamp_now
+    for column in (
+        "ssh_host TEXT",
+        "ssh_port INTEGER",
+        "ssh_user TEXT",
+        "ssh_private_key TEXT",
+        "ssh_public_key TEXT",
+        "ssh_host_key TEXT",
+        "ssh_host_key_fingerprint TEXT",
+        "start_at TIMESTAMP",
+    ):
+        await db.execute(
+            f"ALTER TABLE satmachineadmin.lamassu_sources ADD COLUMN {column}"
+        )
+    await db.execute(
+        "UPDATE satmachineadmin.lamassu_sources SET start_at = created_at "
+        "WHERE start_at IS NULL"
+    )
+
+    await db.execute(
+        "ALTER TABLE satmachineadmin.machines ADD COLUMN source_since TIMESTAMP"
+    )
+    await db.execute(
+        "UPDATE satmachineadmin.machines SET source_since = created_at "
+        "WHERE source_since IS NULL"
+    )
+
+    await db.execute(f"""
+        CREATE TABLE satmachineadmin.lamassu_ignored (
+            id TEXT PRIMARY KEY,
+            machine_id TEXT NOT NULL,
+            operator_user_id TEXT NOT NULL,
+            txid TEXT NOT NULL,
+            reason TEXT NOT NULL,
+            author_user_id TEXT NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT {now}
+        );
+    """)
+    if db.type == SQLITE:
+        await db.execute(
+            "CREATE UNIQUE INDEX satmachineadmin.lamassu_ignored_txid "
+            "ON lamassu_ignored (machine_id, txid)"
+        )
+    else:
+        await db.execute(
+            "CREATE UNIQUE INDEX lamassu_ignored_txid "
+            "ON satmachineadmin.lamassu_ignored (machine_id, txid)"
+        )
+
+    await seal_plain_secrets(db)
+
+
+async def seal_plain_secrets(db: Connection) -> int:
+    """Seal the Lamassu passwords and webhook secrets still stored in plain
+    text (m008); a sealed value is left as it is. Returns how many."""
+    from .secret_box import is_sealed, seal
+
+    sealed = 0
+    for table, key, column in (
+        ("lamassu_sources", "machine_id", "password"),
+        ("notification_settings", "operator_user_id", "webhook_secret"),
+    ):
+        rows: list[dict] = await db.fetchall(
+            f"SELECT {key} AS k, {column} AS v FROM satmachineadmin.{table} "  # noqa: S608
+            f"WHERE {column} IS NOT NULL AND {column} <> ''"
+        )
+        for row in rows:
+            if is_sealed(row["v"]):
+                continue
+            await db.execute(
+                f"UPDATE satmachineadmin.{table} SET {column} = :v "  # noqa: S608
+                f"WHERE {key} = :k",
+                {"v": seal(row["v"]), "k": row["k"]},
+            )
+            sealed += 1
+    return sealed
+
+
+async def m009_carry_v1(db: Connection) -> None:
+    """satmachineadmin v1 carried forward (issue 19, ``upgrade_v1.py``): its
+    Lamassu configuration becomes a Lamassu machine, its clients LP positions,
+    its deposits deposits, its payments completed (or voided) legs and every
+    cash-out it processed a processed settlement, in one transaction that
+    carries everything or nothing. ``upgrade_reports`` keeps what was carried
+    (``GET /upgrade/v1-report``); with no v1 tables it says so. A v1 row that
+    cannot be read rolls the carry back, is named in the report and fails
+    this migration, which the next start runs again."""
+    from .upgrade_v1 import carry_in_migration
+
+    await db.execute(f"""
+        CREATE TABLE IF NOT EXISTS satmachineadmin.upgrade_reports (
+            id TEXT PRIMARY KEY,
+            status TEXT NOT NULL,
+            report TEXT NOT NULL,
+            created_at TIMESTAMP NOT NULL DEFAULT {db.timestamp_now}
+        );
+    """)
+    await carry_in_migration(db)

@@ -8,6 +8,7 @@ Fiat is stored as integer minor units (``*_minor``); rows expose the
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any, Literal
@@ -160,8 +161,16 @@ class UpdateMachineData(BaseModel):
     fallback_commission_pct: Decimal | None = None
     clear_fallback: bool = False
     is_active: bool | None = None
+    # Change where sales come from (a bitSpire machine needs its npub); the
+    # settlements stay, the new source starts from the change.
+    source: SaleSource | None = None
+    npub: str | None = None
 
     _pct = validator("fallback_commission_pct", allow_reuse=True)(check_fraction)
+
+    @validator("npub")
+    def _npub(cls, value: str | None) -> str | None:
+        return None if value is None else check_npub(value)
 
 
 class Machine(_Row):
@@ -176,6 +185,8 @@ class Machine(_Row):
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
     source: SaleSource = "bitspire"
+    # When the current source began: a source changed later starts there.
+    source_since: datetime | None = Field(default_factory=utc_now)
 
 
 # --- LP positions ("clients") ----------------------------------------------
@@ -553,9 +564,11 @@ SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-
 
 class LamassuSettingsData(BaseModel):
     """``PUT /machines/{id}/lamassu``. Leave ``password`` out (or null) to
-    keep the stored one; an empty string clears it."""
+    keep the stored one; an empty string clears it. With ``ssh_host``, the
+    database is reached through SSH and ``host``/``port`` are its address as
+    the SSH server sees it (127.0.0.1:5432 by default)."""
 
-    host: str = Field(..., min_length=1, max_length=255)
+    host: str = Field("127.0.0.1", min_length=1, max_length=255)
     port: int = Field(5432, ge=1, le=65535)
     database: str = Field(..., min_length=1, max_length=63)
     user: str = Field(..., min_length=1, max_length=63)
@@ -563,6 +576,9 @@ class LamassuSettingsData(BaseModel):
     sslmode: SslMode = "prefer"
     device_id: str = Field(..., min_length=1, max_length=200)
     poll_seconds: int = Field(60, ge=10, le=86400)
+    ssh_host: str | None = Field(None, max_length=255)
+    ssh_port: int = Field(22, ge=1, le=65535)
+    ssh_user: str | None = Field(None, max_length=32)
 
     @validator("host", "database", "user", "device_id")
     def _trimmed(cls, value: str) -> str:
@@ -573,9 +589,41 @@ class LamassuSettingsData(BaseModel):
 
     @validator("host")
     def _host(cls, value: str) -> str:
-        if any(ch.isspace() or ch in "/@?#" for ch in value):
-            raise ValueError("must be a host name or IP address")
-        return value.lower()
+        return check_host(value)
+
+    @validator("ssh_host")
+    def _ssh_host(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return check_host(value.strip())
+
+    @validator("ssh_user")
+    def _ssh_user(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if not re.fullmatch(r"[a-z_][a-z0-9_.-]*", value, re.IGNORECASE):
+            raise ValueError(
+                "must be a user name on the SSH server (letters, digits, _.-)"
+            )
+        return value
+
+    @root_validator(skip_on_failure=True)
+    def _ssh_user_with_host(cls, values: dict[str, Any]) -> dict[str, Any]:
+        if values.get("ssh_host") and not values.get("ssh_user"):
+            raise ValueError("ssh_user: SSH needs the user to log in as")
+        return values
+
+
+def check_host(value: str) -> str:
+    """A host name or IP address (never an option: no leading '-')."""
+    if (
+        not value
+        or value.startswith("-")
+        or any(ch.isspace() or ch in "/@?#'\"," for ch in value)
+    ):
+        raise ValueError("must be a host name or IP address")
+    return value.lower()
 
 
 class LamassuSource(_Row):
@@ -600,10 +648,35 @@ class LamassuSource(_Row):
     landed_total: int = 0
     created_at: datetime = Field(default_factory=utc_now)
     updated_at: datetime = Field(default_factory=utc_now)
+    # SSH (issue 18): no ssh_host means a direct connection. The private key
+    # and the password are stored sealed (secret_box), never answered.
+    ssh_host: str | None = None
+    ssh_port: int | None = None
+    ssh_user: str | None = None
+    ssh_private_key: str | None = None
+    ssh_public_key: str | None = None
+    ssh_host_key: str | None = None  # the pinned key: "ssh-ed25519 AAAA..."
+    ssh_host_key_fingerprint: str | None = None  # "SHA256:..."
+    # Cash-outs created before it land only through a confirmed import.
+    start_at: datetime | None = None
+
+
+class LamassuIgnored(_Row):
+    """A cash-out the operator settled outside this extension: never lands."""
+
+    id: str
+    machine_id: str
+    operator_user_id: str
+    txid: str
+    reason: str
+    author_user_id: str
+    created_at: datetime = Field(default_factory=utc_now)
 
 
 class LamassuSettings(BaseModel):
-    """What routes answer: never the password, only whether one is set."""
+    """What routes answer: never the password nor the SSH private key, only
+    whether a password is set; the public key, the line for the server's
+    ``authorized_keys`` and the pinned host key's fingerprint."""
 
     machine_id: str
     host: str
@@ -620,10 +693,33 @@ class LamassuSettings(BaseModel):
     last_error_at: datetime | None = None
     last_landed: int = 0
     landed_total: int = 0
+    ssh_host: str | None = None
+    ssh_port: int | None = None
+    ssh_user: str | None = None
+    ssh_public_key: str | None = None
+    ssh_authorized_keys_line: str | None = None
+    ssh_host_key_fingerprint: str | None = None
+    ssh_host_key_pinned: bool = False
+    start_at: datetime | None = None
 
     @classmethod
     def of(cls, row: LamassuSource) -> LamassuSettings:
+        from .ssh_tunnel import authorized_keys_line
+
+        line = (
+            authorized_keys_line(row.ssh_public_key, row.host, row.port)
+            if row.ssh_public_key
+            else None
+        )
         return cls(
+            ssh_host=row.ssh_host,
+            ssh_port=row.ssh_port if row.ssh_host else None,
+            ssh_user=row.ssh_user,
+            ssh_public_key=row.ssh_public_key,
+            ssh_authorized_keys_line=line,
+            ssh_host_key_fingerprint=row.ssh_host_key_fingerprint,
+            ssh_host_key_pinned=bool(row.ssh_host_key),
+            start_at=row.start_at or row.created_at,
             machine_id=row.machine_id,
             host=row.host,
             port=row.port,
@@ -645,6 +741,102 @@ class LamassuSettings(BaseModel):
 class LamassuTestResult(BaseModel):
     ok: bool
     error: str | None = None
+    # Which step failed: ssh_missing, connect, host_key_unknown,
+    # host_key_changed, key_refused, tunnel, secret, database, not_read_only,
+    # no_table, device_unknown (None when ok).
+    step: str | None = None
+    # What the SSH server shows now (to pin it); None without SSH.
+    host_key_fingerprint: str | None = None
+
+
+class PinHostKeyData(BaseModel):
+    fingerprint: str = Field(..., min_length=8, max_length=100)
+
+    @validator("fingerprint")
+    def _fingerprint(cls, value: str) -> str:
+        value = value.strip()
+        if not re.fullmatch(r"SHA256:[A-Za-z0-9+/]{43}", value):
+            raise ValueError("must be a SHA256:... fingerprint as the test showed")
+        return value
+
+
+class IgnoreCashOutData(BaseModel):
+    reason: str = Field(..., min_length=1, max_length=500)
+
+    @validator("reason")
+    def _reason(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            raise ValueError("must say why (e.g. paid by hand on 2026-01-05)")
+        return value
+
+
+class LamassuImportData(BaseModel):
+    """``POST /machines/{id}/lamassu/import``: without ``confirm`` a preview."""
+
+    since: datetime
+    until: datetime | None = None
+    confirm: bool = False
+
+    @validator("since", "until")
+    def _aware(cls, value: datetime | None) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=timezone.utc)
+        if value < BITCOIN_GENESIS:
+            raise ValueError("is before bitcoin existed")
+        if value > utc_now() + timedelta(minutes=10):
+            raise ValueError("is in the future")
+        return value
+
+    @root_validator(skip_on_failure=True)
+    def _order(cls, values: dict[str, Any]) -> dict[str, Any]:
+        until = values.get("until")
+        if until is not None and until <= values["since"]:
+            raise ValueError("until: must be after since")
+        return values
+
+
+class LamassuImportDay(BaseModel):
+    day: str
+    count: int
+    gross_sats: int
+    fiat: str  # exact decimal
+
+
+class LamassuImportResult(BaseModel):
+    """A preview (``confirm`` false: nothing landed) or what landed."""
+
+    since: datetime
+    until: datetime
+    confirmed: bool
+    count: int | None = None
+    gross_sats: int | None = None
+    fiat: str | None = None  # exact decimal, the machine's currency
+    days: list[LamassuImportDay] | None = None
+    already_landed: int | None = None
+    ignored: int | None = None
+    landed: int | None = None
+
+
+class LamassuCashOut(BaseModel):
+    """A cash-out (or cash-in) the source holds for the machine's device."""
+
+    id: str
+    kind: Literal["cash_out", "cash_in"] = "cash_out"
+    created: datetime
+    fiat: str | None = None  # exact decimal
+    fiat_code: str | None = None
+    crypto_atoms: int
+    crypto_code: str | None = None
+    # landed, not_a_sale, before_start, ignored, or to_land (a sale the next
+    # poll lands)
+    outcome: str
+    reason: str | None = None
+    settlement_id: str | None = None
+    ignored_by: str | None = None
+    ignored_at: datetime | None = None
 
 
 class LamassuPollResult(BaseModel):

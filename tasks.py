@@ -33,6 +33,7 @@ from . import (
     notifications,
     payer,
     poller,
+    ssh_tunnel,
 )
 from .bitspire import is_own_transfer
 from .models import utc_now
@@ -111,6 +112,9 @@ async def reconcile(since: int | None = None) -> int:
             )
         else:
             starts[machine.wallet_id] = int(machine.created_at.timestamp()) - 1
+        if machine.source_since is not None:  # bitSpire only since then
+            since_source = int(_aware(machine.source_since).timestamp()) - 1
+            starts[machine.wallet_id] = max(starts[machine.wallet_id], since_source)
     landed = 0
     wallets = list(starts)
     for i in range(0, len(wallets), WALLETS_PER_PASS):
@@ -123,6 +127,10 @@ async def reconcile(since: int | None = None) -> int:
     if landed:
         logger.info(f"satmachineadmin: recovery landed {landed} missed sale(s)")
     return landed
+
+
+def _aware(when: datetime) -> datetime:
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
 
 async def _scan_wallets(starts: dict[str, int]) -> int:
@@ -216,6 +224,7 @@ def stop_tasks(tasks: list[Task]) -> None:
     for task in tasks:
         if task in task_manager.tasks:  # LNbits may have cancelled it already
             task_manager.cancel_task(task)
+    ssh_tunnel.close_all_now()  # no ssh outlives the extension
 
 
 # --- runtime status (for GET /health) ----------------------------------------

@@ -17,7 +17,7 @@ from fastapi import APIRouter, Depends, Query, Response
 from lnbits.core.models import User
 from lnbits.decorators import check_user_exists
 
-from . import actions, crud, lp_self
+from . import actions, crud, crud_sources, lp_self, ssh_tunnel
 from .calculations import to_minor_units
 from .errors import Conflict, Invalid
 from .health import with_presence
@@ -64,6 +64,7 @@ from .views_api_reconciliation import reconciliation_router
 from .views_api_settlements import settlements_router
 from .views_api_sources import sources_router
 from .views_api_telemetry import telemetry_public_router, telemetry_router
+from .views_api_upgrade import upgrade_router
 
 operator_router = APIRouter(
     route_class=DcaRoute,
@@ -120,8 +121,14 @@ async def api_get_machine(
 async def api_update_machine(
     machine_id: str, data: UpdateMachineData, user: User = Depends(check_user_exists)
 ) -> Machine:
-    """Rename, change the fallback commission, or (de)activate a machine."""
+    """Rename, change the fallback commission, (de)activate a machine, or
+    change its source (``source``, with ``npub`` for bitSpire): its
+    settlements stay, the new source starts from the change."""
     machine = await owned_machine(machine_id, user)
+    if data.source is not None and data.source != machine.source:
+        await _change_source(machine, data)
+    elif data.npub is not None and data.npub != machine.npub:
+        raise Invalid("npub", "is given only with a change of source to bitspire")
     if data.name is not None:
         machine.name = data.name
     if data.clear_fallback:
@@ -131,6 +138,36 @@ async def api_update_machine(
     if data.is_active is not None:
         machine.is_active = data.is_active
     return await crud.update_machine(machine)
+
+
+async def _change_source(machine: Machine, data: UpdateMachineData) -> None:
+    """The new source starts now: a Lamassu source keeps its settings and
+    starts again from now (its device's sales in between never land by
+    themselves); a bitSpire machine lands payments made from now on."""
+    assert data.source is not None  # noqa: S101
+    now = utc_now()
+    if data.source == "bitspire":
+        if not data.npub:
+            raise Invalid("npub", "a bitSpire machine needs its npub")
+        other = await crud.get_machine_by_npub(data.npub)
+        if other is not None and other.id != machine.id:
+            raise Conflict("npub: a machine with this npub is already registered")
+        machine.npub = data.npub
+    else:
+        if data.npub is not None:
+            raise Invalid("npub", "only a bitSpire machine has an npub")
+        machine.npub = f"{data.source}:{machine.id}"
+        machine.fallback_commission_pct = None  # bitSpire's fallback only
+        if data.fallback_commission_pct is not None:
+            raise Invalid(
+                "fallback_commission_pct", "only a bitSpire machine has a fallback rate"
+            )
+    if machine.source == "lamassu":
+        await ssh_tunnel.close(machine.id)
+    if data.source == "lamassu" and await crud_sources.get_lamassu_source(machine.id):
+        await crud_sources.restart_lamassu_source(machine.id, now)
+    machine.source = data.source
+    machine.source_since = now
 
 
 @operator_router.delete(
@@ -440,3 +477,4 @@ satmachineadmin_api_router.include_router(telemetry_router)
 satmachineadmin_api_router.include_router(telemetry_public_router)
 satmachineadmin_api_router.include_router(lp_self_router)
 satmachineadmin_api_router.include_router(reconciliation_router)
+satmachineadmin_api_router.include_router(upgrade_router)

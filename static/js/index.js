@@ -14,6 +14,7 @@ window.app = Vue.createApp({
     SMSettlements,
     SMPositions,
     SMSources,
+    SMLamassuField,
     SMFixed,
     SMOverview,
     SMInvites,

@@ -64,7 +64,8 @@ window.SMSources = {
         password: '',
         sslmode: 'prefer',
         device_id: '',
-        poll_seconds: 60
+        poll_seconds: 60,
+        ...this.lamassuSshData(null)
       }
       const row = this.funding[machine.id]
       if (!row || !row.lamassu_configured) {
@@ -81,7 +82,8 @@ window.SMSources = {
           user: s.user,
           sslmode: s.sslmode,
           device_id: s.device_id,
-          poll_seconds: s.poll_seconds
+          poll_seconds: s.poll_seconds,
+          ...this.lamassuSshData(s)
         })
       } catch (error) {
         if (!error.response || error.response.status !== 404) {
@@ -92,7 +94,7 @@ window.SMSources = {
     },
     async saveLamassu() {
       const d = this.lamassuDialog
-      const body = {...d.data, port: Number(d.data.port), poll_seconds: Number(d.data.poll_seconds)}
+      const body = this.lamassuSshBody({...d.data, port: Number(d.data.port), poll_seconds: Number(d.data.poll_seconds)})
       // An empty password field keeps the stored password.
       if (!body.password) delete body.password
       d.saving = true

@@ -16,7 +16,7 @@ from typing import Any
 from test_pages import browser_session
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "integration"))
-from lamassu_db import HOST, PORT, create_lamassu_db, drop_lamassu_db
+from lamassu_db import HOST, PORT, ago, create_lamassu_db, drop_lamassu_db
 
 try:
     from playwright.sync_api import expect
@@ -113,6 +113,29 @@ def test_manual_and_lamassu_sources_from_the_console(
             expect(s.test_id("lamassu-status")).to_contain_text("Last success")
             s.shot(screenshots, "lamassu")
             assert lamassu.reader_password not in page.content()
+
+            # --- issue 18: the cash-outs it saw; the past imported on purpose --
+            expect(s.test_id("lamassu-start")).to_contain_text("since")
+            run_async(
+                lamassu.add_cash_out(
+                    crypto_atoms=266_800, fiat="2000", created=ago(hours=2)
+                )
+            )
+            s.test_id("lamassu-cash-outs").click()
+            dialog = s.test_id("cash-outs-dialog")
+            expect(dialog.locator('[data-test="cash-out-before_start"]')).to_have_count(
+                1
+            )
+            expect(s.test_id("cash-outs-status")).to_contain_text("Source starts")
+            s.test_id("import-since").fill((ago(hours=3)).strftime("%Y-%m-%dT%H:%M"))
+            s.test_id("import-preview").click()
+            expect(s.test_id("import-preview-result")).to_contain_text(
+                "1 sale(s) would land"
+            )
+            s.shot(screenshots, "lamassu-cash-outs")
+            s.test_id("import-confirm").click()
+            page.get_by_text("past sale(s) imported").wait_for()
+            expect(dialog.locator('[data-test="cash-out-landed"]')).to_have_count(1)
             assert s.errors == [], s.errors
     finally:
         run_async(drop_lamassu_db(lamassu))

@@ -23,6 +23,7 @@ Fn = Callable[[World, dict[str, Actor]], Any]
 
 OWNER, OTHER, LP, SUPER, ANON = "owner", "other", "lp", "super", "anon"
 CALLERS = (OWNER, OTHER, LP, SUPER, ANON)
+TXID = "6f1c2a44-9d1e-4c1b-8a51-3b0b2c8e7f10"  # a Lamassu cash-out id
 NEWCOMER = "newcomer"  # not a caller: the user the owner registers as a new LP
 
 
@@ -200,6 +201,8 @@ ROUTES = [
       super_=200,
       body=lambda w, a: {"super_fee_pct": "0.25",
                          "super_fee_wallet_id": a[SUPER].wallet.id}),
+    r("GET", "/upgrade/v1-report", lambda w, a: "/upgrade/v1-report", owner=403,
+      other=403, super_=200),
     # fixed mode
     r("GET", "/fixed-schedule", lambda w, a: "/fixed-schedule", **ALL_OK),
     r("GET", "/fixed-schedule?machine_id=",
@@ -240,6 +243,20 @@ ROUTES = [
       lambda w, a: f"/machines/{w.machine.id}/lamassu/test", owner=409),
     r("POST", "/machines/{id}/lamassu/poll",
       lambda w, a: f"/machines/{w.machine.id}/lamassu/poll", owner=409),
+    r("POST", "/machines/{id}/lamassu/pin-host-key",
+      lambda w, a: f"/machines/{w.machine.id}/lamassu/pin-host-key", owner=409,
+      body=lambda w, a: {"fingerprint": "SHA256:" + "A" * 43}),
+    r("GET", "/machines/{id}/lamassu/cash-outs",
+      lambda w, a: f"/machines/{w.machine.id}/lamassu/cash-outs", owner=409),
+    r("POST", "/machines/{id}/lamassu/cash-outs/{txid}/ignore",
+      lambda w, a: f"/machines/{w.machine.id}/lamassu/cash-outs/{TXID}/ignore",
+      owner=409, body=lambda w, a: {"reason": "settled by hand"}),
+    r("DELETE", "/machines/{id}/lamassu/cash-outs/{txid}/ignore",
+      lambda w, a: f"/machines/{w.machine.id}/lamassu/cash-outs/{TXID}/ignore",
+      owner=409),
+    r("POST", "/machines/{id}/lamassu/import",
+      lambda w, a: f"/machines/{w.machine.id}/lamassu/import", owner=409,
+      body=lambda w, a: {"since": "2026-01-01T00:00:00Z"}),
     r("POST", "/settlements/manual", lambda w, a: "/settlements/manual", owner=201,
       body=lambda w, a: {"machine_id": w.machine.id, "reference": "r-1",
                          "fiat_amount": "100", "exchange_rate": "772114",

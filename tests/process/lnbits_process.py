@@ -241,6 +241,17 @@ class LnbitsProcess:
         self.kills += 1
         self.process = None
 
+    def kill_lnbits_only(self) -> None:
+        """SIGKILL the LNbits process alone, not its process group: what its
+        children do then is theirs (e.g. an ssh tunnel must die with it)."""
+        if self.process is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.process.pid, signal.SIGKILL)
+        self.process.wait(timeout=30)
+        self.kills += 1
+        self.process = None
+
     def stop(self) -> None:
         """A graceful stop (SIGTERM), SIGKILL after 20 s."""
         if self.process is None:
