@@ -428,6 +428,12 @@ def close_all_now() -> None:
                 tunnel.process.kill()
 
 
+def alive(key: str) -> bool:
+    """The source's tunnel is open (its ssh process lives)."""
+    tunnel = _tunnels.get(key)
+    return tunnel is not None and tunnel.alive()
+
+
 def tunnel_pids() -> dict[str, int]:
     """The live ssh processes by source key (for tests and the status)."""
     return {k: t.process.pid for k, t in _tunnels.items() if t.alive()}
