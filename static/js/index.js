@@ -23,6 +23,9 @@ window.app = Vue.createApp({
     return {
       tab: 'overview',
       starting: true,
+      // An LP who owns no machine sees its positions; the operator's tabs
+      // come back with "I run machines".
+      showOperator: false,
       sm: window.SM
     }
   },
@@ -41,6 +44,14 @@ window.app = Vue.createApp({
         value: w.id,
         label: `${w.name} (${SM.sats(this.walletBalance(w.id))})`
       }))
+    },
+    operatorView() {
+      return (
+        this.showOperator ||
+        !this.machinesLoaded ||
+        this.machines.length > 0 ||
+        !this.hasPositions
+      )
     },
     userId() {
       return this.g.user ? this.g.user.id : ''
