@@ -596,6 +596,7 @@ async def series(
         "range": range_,
         "currency": currency,
         "since": since,
+        "until": now.date().isoformat(),  # the range's last day (UTC)
         "start_sats": base["sats"],
         "start_fiat": from_minor_units(base["fiat"], currency) if currency else None,
         "points": points,

@@ -1334,10 +1334,12 @@ class WalletDifference(BaseModel):
 
 
 class WalletReconciliation(BaseModel):
-    """The machine wallet now (not only the period): LNbits' balance against
-    sales in + other incoming (top-ups) - completed legs paid from it."""
+    """The machine wallet as of ``as_of`` (the period's end, or now; its whole
+    life up to then, not only the period): LNbits' balance then against sales
+    in + other incoming (top-ups) - completed legs paid from it."""
 
     wallet_id: str
+    as_of: datetime | None = None
     lnbits_balance_msat: int
     lnbits_balance_sats: int
     sales_in_sats: int
@@ -1402,6 +1404,7 @@ class ReconciliationTotals(BaseModel):
 class ReconciliationReport(BaseModel):
     since: datetime | None = None
     until: datetime | None = None
+    as_of: datetime | None = None  # the wallet blocks' moment: until, or now
     generated_at: datetime
     machines: list[MachineReconciliation]
     totals: ReconciliationTotals

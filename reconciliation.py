@@ -10,7 +10,11 @@ Two parts:
 Period figures (sales, legs, held sats) cover settlements created in
 [since, until) and, for legs that belong to no settlement (fixed-mode buys,
 balance settlements, autoforwards), legs created in it. The wallet check is
-always over the wallet's whole life up to now: a balance is a snapshot.
+over the wallet's whole life up to ``until`` (up to now without it): LNbits'
+balance then is the sum of its payments made before that moment, and the
+ledger is taken as it stood then (``as_of``): sales landed before it, legs
+created before it, completed only if they were completed by then. So the
+books of a closed month still balance after later sales and top-ups.
 
 Expected balance = gross of the sales paid into the wallet (bitSpire; a
 Lamassu or manual sale was paid elsewhere) + every other incoming payment
@@ -63,17 +67,22 @@ class LnbitsEntry:
     fee_msat: int
     status: str
     extra_source: str | None = None
+    # When it counted in the balance: an incoming invoice when it was paid
+    # (LNbits' updated_at), an outgoing payment when it was made.
+    when: datetime | None = None
 
     @classmethod
     def of(cls, payment: Payment) -> LnbitsEntry:
         extra = payment.extra or {}
         source = extra.get("source")
+        when = payment.updated_at if payment.amount > 0 else payment.created_at
         return cls(
             payment_hash=payment.payment_hash,
             amount_msat=payment.amount,
             fee_msat=payment.fee,
             status=str(payment.status),
             extra_source=source if isinstance(source, str) else None,
+            when=when,
         )
 
 
@@ -87,6 +96,7 @@ class MachineInputs:
     wallet_payments: list[LnbitsEntry]  # LNbits' payments counted in the balance
     balance_msat: int  # LNbits' balance of the machine wallet
     destination_status: Mapping[str, str]  # payment hash -> destination status
+    as_of: datetime | None = None  # the moment the wallet block is taken at
 
 
 # --- queries -------------------------------------------------------------------
@@ -174,14 +184,20 @@ async def reconcile(
     until: datetime | None = None,
 ) -> ReconciliationReport:
     cache: dict[str, dict[str, str]] = {}
+    now = utc_now()
     reports = [
-        assemble(await load_machine_inputs(machine, cache), since, until)
+        assemble(
+            as_of(await load_machine_inputs(machine, cache), until or now),
+            since,
+            until,
+        )
         for machine in machines
     ]
     return ReconciliationReport(
         since=since,
         until=until,
-        generated_at=utc_now(),
+        as_of=until or now,
+        generated_at=now,
         machines=reports,
         totals=totals(reports),
     )
@@ -192,6 +208,37 @@ async def reconcile(
 
 def _aware(value: datetime) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def as_of(inputs: MachineInputs, moment: datetime) -> MachineInputs:
+    """The inputs as they stood at ``moment`` (pure): LNbits' payments that
+    counted in the balance before it, and its balance then; the sales landed
+    and legs created before it, a leg completed after it as still pending."""
+    moment = _aware(moment)
+    payments = [
+        e for e in inputs.wallet_payments if e.when is None or _aware(e.when) < moment
+    ]
+    if len(payments) == len(inputs.wallet_payments):
+        balance = inputs.balance_msat  # nothing after it: LNbits' own figure
+    else:
+        balance = sum(e.amount_msat - abs(e.fee_msat) for e in payments)
+    legs = []
+    for leg in inputs.legs:
+        if _aware(leg.created_at) >= moment:
+            continue
+        done = leg.completed_at or leg.updated_at
+        if leg.status == "completed" and _aware(done) >= moment:
+            leg = leg.copy(update={"status": "pending"})
+        legs.append(leg)
+    return MachineInputs(
+        machine=inputs.machine,
+        settlements=[s for s in inputs.settlements if _aware(s.created_at) < moment],
+        legs=legs,
+        wallet_payments=payments,
+        balance_msat=balance,
+        destination_status=inputs.destination_status,
+        as_of=moment,
+    )
 
 
 def in_period(when: datetime, since: datetime | None, until: datetime | None) -> bool:
@@ -351,6 +398,7 @@ def reconcile_wallet(inputs: MachineInputs) -> WalletReconciliation:
         )
     return WalletReconciliation(
         wallet_id=wallet_id,
+        as_of=inputs.as_of,
         lnbits_balance_msat=inputs.balance_msat,
         lnbits_balance_sats=inputs.balance_msat // 1000,
         sales_in_sats=sales_in,

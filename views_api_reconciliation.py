@@ -3,7 +3,9 @@ machines) over a period, as JSON and as CSV.
 
 ``since``/``until`` are ISO 8601 dates or date-times (UTC when no zone is
 given); the period is [since, until), and a date alone as ``until`` means
-the end of that day.
+the end of that day. The wallet block of each machine is taken as of
+``until`` (its ``as_of``): LNbits' balance from the wallet's payments up to
+then against the ledger as it stood then; without ``until``, as of now.
 """
 
 from __future__ import annotations
@@ -92,8 +94,8 @@ async def api_reconciliation(
     user: User = Depends(check_user_exists),
 ) -> ReconciliationReport:
     """Sales, commission, LP payouts, autoforwards, refunds and held sats of a
-    period, and each machine wallet's LNbits balance against the ledger (as
-    of now), with every difference explained."""
+    period, and each machine wallet's LNbits balance against the ledger as of
+    ``until`` (or now; the field ``as_of``), with every difference explained."""
     return await _report(user, machine_id, since, until)
 
 
@@ -160,6 +162,7 @@ def _machine_rows(r: MachineReconciliation) -> Iterator[list[str]]:
             detail=f"settlement {settlement_id}: legs do not add up to the gross",
         )
     w = r.wallet
+    yield row("wallet", "as_of", detail=_iso(w.as_of))
     yield row("wallet", "lnbits_balance", sats=w.lnbits_balance_sats,
               msat=w.lnbits_balance_msat)  # fmt: skip
     yield row("wallet", "sales_in", sats=w.sales_in_sats)
@@ -202,6 +205,9 @@ async def _csv_body(report: ReconciliationReport) -> AsyncIterator[str]:
     )
     writer.writerow(
         ["", "", "", "period", "until", "", "", "", "", "", until or "(now)"]
+    )
+    writer.writerow(
+        ["", "", "", "period", "as_of", "", "", "", "", "", _iso(report.as_of)]
     )
     for machine in report.machines:
         for line in _machine_rows(machine):

@@ -8,6 +8,16 @@ it sets up, through the public API:
   over three of its wallets;
 * three LPs, each with a confirmed deposit at a machine;
 * a customer wallet credited by the super user (the ATM's customers);
+* a local price feed that LNbits reads as its exchange-rate provider
+  (``demo_side.py``), so fixed-mode slots buy and LPs see value and gain;
+* a fixed-mode LP (``demo_lp4``) on a half-hourly schedule, whose first slot
+  runs at once;
+* a manual-source machine with sales entered by hand;
+* a Lamassu machine reading a demo Lamassu database, when a local
+  PostgreSQL answers (``SATMACHINE_DEMO_POSTGRES``, by default
+  ``postgres://postgres@127.0.0.1:5432``; a line says why not otherwise);
+* ``demo_lp1`` autoforwarding its sats to another demo wallet (``Savings``)
+  through the feed's LNURL-pay endpoint;
 
 then runs a built-in ATM simulator: a sale every ``--interval`` seconds,
 alternating machines (a Lightning invoice on the machine wallet carrying
@@ -32,6 +42,7 @@ import signal
 import sys
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -42,14 +53,24 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO))
 
 import run_lnbits as rl  # noqa: E402
+from demo_side import DemoSide  # noqa: E402
 
 EXT = "/satmachineadmin/api/v1/dca"
 DEMO_DATA = rl.RUN_DIR / "demo"
 CURRENCY = "GTQ"
 RATE = Decimal(772114)  # GTQ per BTC
+USD_RATE = Decimal(99600)  # USD per BTC (about 7.75 GTQ a dollar)
 FEE_PCT = Decimal("0.05")
 TOP_UP_SATS = 10_000_000  # LNbits caps one credit at 10 M sats
 TOP_UP_EVERY = 40  # sales (at most 1 000 GTQ, about 137 000 sats each)
+TIMEZONE = "America/Guatemala"
+EVERY_HALF_HOUR = [f"{h:02d}:{m:02d}" for h in range(24) for m in (0, 30)]
+FIXED_DAILY_LIMIT = "480"  # GTQ: 10 GTQ at each of 48 slots
+AUTOFORWARD_THRESHOLD = 20_000  # sats
+DEMO_POSTGRES = "postgres://postgres@127.0.0.1:5432"
+LAMASSU_DB = "satmachine_demo_lamassu"
+LAMASSU_READER = "satmachine_demo_lamassu_ro"
+LAMASSU_DEVICE = "dev-a"
 
 
 class DemoError(RuntimeError):
@@ -147,7 +168,74 @@ def sign_event(secret: bytes, kind: int, content: str) -> dict[str, Any]:
     return event
 
 
-def seed(base: str, admin: Account, password: str) -> dict[str, Any]:
+def configure_lnbits(base: str, admin: Account, side: DemoSide) -> None:
+    """LNbits' exchange rate from the demo feed (and LNURL on 127.0.0.1 for
+    the autoforward), at every start: the feed's port changes."""
+    call(
+        base,
+        "PATCH",
+        "/admin/api/v1/settings",
+        {
+            "lnbits_exchange_rate_providers": [side.provider()],
+            "lnbits_price_aggregator_enabled": False,
+            "lnbits_exchange_rate_cache_seconds": 30,
+            "lnbits_lnurl_allow_private_ips": True,
+        },
+        admin.token,
+    )
+
+
+def credit(base: str, admin: Account, wallet_id: str, sats: int) -> None:
+    """An admin credit: the customers' money, or an operator's top-up."""
+    call(
+        base,
+        "PUT",
+        "/users/api/v1/balance",
+        {"id": wallet_id, "amount": sats},
+        admin.token,
+    )
+
+
+def position(
+    base: str,
+    operator: Account,
+    lp: Account,
+    machine_id: str,
+    amount: str,
+    **extra: Any,
+) -> dict[str, Any]:
+    """An LP at a machine with a confirmed deposit of ``amount``."""
+    client = call(
+        base,
+        "POST",
+        f"{EXT}/clients",
+        {
+            "machine_id": machine_id,
+            "user_id": lp.user_id,
+            "wallet_id": lp.wallets[0]["id"],
+            "username": lp.username,
+            **extra,
+        },
+        operator.token,
+    )
+    deposit = call(
+        base,
+        "POST",
+        f"{EXT}/deposits",
+        {"client_id": client["id"], "amount": amount, "currency": CURRENCY},
+        operator.token,
+    )
+    call(
+        base,
+        "PUT",
+        f"{EXT}/deposits/{deposit['id']}/status",
+        {"status": "confirmed"},
+        operator.token,
+    )
+    return client
+
+
+def seed(base: str, admin: Account, password: str, side: DemoSide) -> dict[str, Any]:
     """The demo operator, machines, split, LPs and deposits, over HTTP."""
     call(base, "PUT", "/api/v1/extension/satmachineadmin/enable", token=admin.token)
     call(
@@ -193,36 +281,54 @@ def seed(base: str, admin: Account, password: str) -> dict[str, Any]:
     call(base, "PUT", f"{EXT}/commission-splits", {"legs": legs}, operator.token)
 
     lps = []
+    clients = []
     for i, amount in enumerate(("15000", "9000", "6000")):
         lp = register(base, f"demo_lp{i + 1}", password)
         machine = machines[0] if i < 2 else machines[1]
-        client = call(
-            base,
-            "POST",
-            f"{EXT}/clients",
-            {
-                "machine_id": machine.id,
-                "user_id": lp.user_id,
-                "wallet_id": lp.wallets[0]["id"],
-                "username": lp.username,
-            },
-            operator.token,
-        )
-        deposit = call(
-            base,
-            "POST",
-            f"{EXT}/deposits",
-            {"client_id": client["id"], "amount": amount, "currency": CURRENCY},
-            operator.token,
-        )
-        call(
-            base,
-            "PUT",
-            f"{EXT}/deposits/{deposit['id']}/status",
-            {"status": "confirmed"},
-            operator.token,
-        )
+        clients.append(position(base, operator, lp, machine.id, amount))
         lps.append(lp)
+
+    # demo_lp1 forwards its sats to its Savings wallet once 20 000 gather.
+    savings = new_wallet(base, lps[0], "Savings")
+    side.payees["demo_lp1"] = savings["inkey"]
+    call(
+        base,
+        "PUT",
+        f"{EXT}/lp/positions/{clients[0]['id']}",
+        {
+            "autoforward_enabled": True,
+            "autoforward_address": side.lnurl("demo_lp1"),
+            "autoforward_threshold_sats": AUTOFORWARD_THRESHOLD,
+        },
+        lps[0].token,
+    )
+
+    # A fixed-mode LP: buys 10 GTQ at every half hour at LNbits' rate (the
+    # feed), paid from the machine wallet the operator tops up.
+    call(
+        base,
+        "PUT",
+        f"{EXT}/fixed-schedule",
+        {"times": EVERY_HALF_HOUR, "timezone": TIMEZONE, "max_daily_limit": "2000"},
+        operator.token,
+    )
+    fixed_lp = register(base, "demo_lp4", password)
+    position(
+        base,
+        operator,
+        fixed_lp,
+        machines[0].id,
+        "5000",
+        dca_mode="fixed",
+        fixed_mode_daily_limit=FIXED_DAILY_LIMIT,
+    )
+    lps.append(fixed_lp)
+    credit(base, admin, machines[0].wallet["id"], 500_000)  # a top-up
+    call(base, "POST", f"{EXT}/machines/{machines[0].id}/fixed-slots/run", {},
+         operator.token)  # fmt: skip
+
+    manual = manual_machine(base, admin, operator, lps[2])
+    lamassu = lamassu_machine(base, admin, operator, lps[1])
 
     customer = register(base, "demo_customer", password)
     return {
@@ -230,7 +336,161 @@ def seed(base: str, admin: Account, password: str) -> dict[str, Any]:
         "machines": machines,
         "lps": lps,
         "customer": customer,
+        "payees": dict(side.payees),
+        "manual": manual,
+        "lamassu": lamassu,
     }
+
+
+def manual_machine(base: str, admin: Account, operator: Account, lp: Account) -> str:
+    """A machine whose sales the operator enters by hand (settled outside
+    Lightning): paid from its wallet, which the operator tops up."""
+    wallet = new_wallet(base, operator, "ATM Mercado")
+    machine = call(
+        base,
+        "POST",
+        f"{EXT}/machines",
+        {
+            "wallet_id": wallet["id"],
+            "name": "Mercado (manual)",
+            "currency": CURRENCY,
+            "source": "manual",
+        },
+        operator.token,
+    )
+    credit(base, admin, wallet["id"], 1_000_000)
+    position(base, operator, lp, machine["id"], "4000")
+    now = datetime.now(timezone.utc)
+    for hours, fiat in ((5, "300"), (3, "500"), (1, "200")):
+        call(
+            base,
+            "POST",
+            f"{EXT}/settlements/manual",
+            {
+                "machine_id": machine["id"],
+                "reference": f"MAN-{hours:04d}",
+                "fiat_amount": fiat,
+                "exchange_rate": str(RATE),
+                "fee_pct": str(FEE_PCT),
+                "occurred_at": (now - timedelta(hours=hours)).isoformat(),
+                "note": "entered by hand (demo)",
+            },
+            operator.token,
+        )
+    return str(machine["id"])
+
+
+def lamassu_machine(base: str, admin: Account, operator: Account, lp: Account) -> str:
+    """A Lamassu machine reading a demo Lamassu database on the local
+    PostgreSQL, when one answers; the reason in words when none does."""
+    server = os.environ.get("SATMACHINE_DEMO_POSTGRES", DEMO_POSTGRES)
+    try:
+        reader_password = asyncio.run(create_lamassu_db(server))
+    except Exception as error:  # no server, no rights: say why, go on
+        return f"not shown: no PostgreSQL answers at {server} ({error})"[:300]
+    wallet = new_wallet(base, operator, "ATM Xela")
+    machine = call(
+        base,
+        "POST",
+        f"{EXT}/machines",
+        {
+            "wallet_id": wallet["id"],
+            "name": "Xela (Lamassu)",
+            "currency": CURRENCY,
+            "source": "lamassu",
+        },
+        operator.token,
+    )
+    credit(base, admin, wallet["id"], 1_000_000)
+    position(base, operator, lp, machine["id"], "3000")
+    host, port = _host_port(server)
+    call(
+        base,
+        "PUT",
+        f"{EXT}/machines/{machine['id']}/lamassu",
+        {
+            "host": host,
+            "port": port,
+            "database": LAMASSU_DB,
+            "user": LAMASSU_READER,
+            "password": reader_password,
+            "sslmode": "disable",
+            "device_id": LAMASSU_DEVICE,
+            "poll_seconds": 10,
+        },
+        operator.token,
+    )
+    call(base, "POST", f"{EXT}/machines/{machine['id']}/lamassu/poll", {},
+         operator.token)  # fmt: skip
+    return f"Xela (Lamassu), reading {LAMASSU_DB} on {host}:{port}"
+
+
+def _host_port(server: str) -> tuple[str, int]:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(server)
+    return parts.hostname or "127.0.0.1", parts.port or 5432
+
+
+async def create_lamassu_db(server: str) -> str:
+    """A fresh demo Lamassu database (dropped and made again), with the
+    tables a Lamassu server has, a read-only role and three cash-outs."""
+    import asyncpg
+
+    sys.path.insert(0, str(REPO / "tests" / "integration"))
+    from lamassu_db import SCHEMA
+
+    password = secrets.token_hex(12)
+    admin = await asyncio.wait_for(asyncpg.connect(f"{server}/postgres"), 5)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{LAMASSU_DB}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{LAMASSU_DB}"')
+        await admin.execute(
+            f"DO $$ BEGIN CREATE ROLE {LAMASSU_READER} LOGIN; "
+            "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
+        )
+        await admin.execute(f"ALTER ROLE {LAMASSU_READER} LOGIN PASSWORD '{password}'")
+    finally:
+        await admin.close()
+    conn = await asyncpg.connect(f"{server}/{LAMASSU_DB}")
+    try:
+        await conn.execute(SCHEMA)
+        await conn.execute(f"GRANT USAGE ON SCHEMA public TO {LAMASSU_READER}")
+        await conn.execute(
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {LAMASSU_READER}"
+        )
+        await conn.execute(
+            "INSERT INTO devices (device_id, name) VALUES ($1, 'Xela')",
+            LAMASSU_DEVICE,
+        )
+        for minutes, fiat in ((50, 400), (30, 250), (10, 600)):
+            await add_lamassu_cash_out(conn, fiat, minutes)
+    finally:
+        await conn.close()
+    return password
+
+
+async def add_lamassu_cash_out(conn: Any, fiat: int, minutes_ago: int = 0) -> None:
+    """A successful, dispensed cash-out as a Lamassu server records it."""
+    import uuid
+
+    atoms = int(Decimal(fiat) * (1 + FEE_PCT) / RATE * Decimal(100_000_000))
+    when = datetime.now(timezone.utc) - timedelta(minutes=minutes_ago)
+    await conn.execute(
+        """INSERT INTO cash_out_txs (id, device_id, crypto_atoms, crypto_code,
+           fiat, fiat_code, status, dispense, dispense_confirmed, created,
+           confirmed_at, commission_percentage, raw_ticker_price)
+           VALUES ($1, $2, $3, 'LN', $4, $5, 'confirmed', true, true, $6, $6,
+                   $7, $8)""",
+        uuid.uuid4(),
+        LAMASSU_DEVICE,
+        Decimal(atoms),
+        Decimal(fiat),
+        CURRENCY,
+        when,
+        FEE_PCT,
+        RATE,
+    )
 
 
 # --- the ATM simulator --------------------------------------------------------
@@ -264,12 +524,11 @@ async def simulate(
         while not stop.is_set():
             if sales % TOP_UP_EVERY == 0:  # the customers' money: an admin credit
                 await asyncio.to_thread(
-                    call,
+                    credit,
                     base,
-                    "PUT",
-                    "/users/api/v1/balance",
-                    {"id": customer.wallets[0]["id"], "amount": TOP_UP_SATS},
-                    world["admin"].token,
+                    world["admin"],
+                    customer.wallets[0]["id"],
+                    TOP_UP_SATS,
                 )
             machine = machines[sales % len(machines)]
             fiat = Decimal(rng.choice((100, 200, 300, 500, 700, 1000)))
@@ -306,7 +565,14 @@ async def simulate(
                 pass
 
 
-def banner(base: str, admin_password: str, password: str, data: Path) -> None:
+def banner(
+    base: str,
+    admin_password: str,
+    password: str,
+    data: Path,
+    world: dict[str, Any],
+    side: DemoSide,
+) -> None:
     rule = "=" * 72
     lines = [
         "satmachineadmin demo: a fleet selling live",
@@ -315,6 +581,13 @@ def banner(base: str, admin_password: str, password: str, data: Path) -> None:
         f"  Super user:  admin / {admin_password}",
         f"  Operator:    demo_operator / {password}",
         f"  LPs:         demo_lp1, demo_lp2, demo_lp3 / {password}",
+        f"  Fixed mode:  demo_lp4 / {password} (10 {CURRENCY} every half hour)",
+        "  Autoforward: demo_lp1 -> its Savings wallet, from "
+        f"{AUTOFORWARD_THRESHOLD} sats",
+        f"  Price feed:  http://127.0.0.1:{side.port}/price/BTC/{CURRENCY} "
+        "(LNbits' exchange rate)",
+        "  Manual:      Mercado (manual), three sales entered by hand",
+        f"  Lamassu:     {world.get('lamassu') or 'not set up (--keep)'}",
         f"  Data:        {rl.display(data)} (SQLite, FakeWallet)",
         "",
         "  The simulator sells every few seconds. Press Ctrl-C to stop.",
@@ -361,6 +634,9 @@ def main(argv: list[str]) -> int:
 
     signal.signal(signal.SIGINT, rl._raise_stop)
     signal.signal(signal.SIGTERM, rl._raise_stop)
+    # LNbits prices every payment in its wallets' currency (USD unless set):
+    # the feed serves that too, so LNbits logs no error per payment.
+    side = DemoSide(base, {CURRENCY: RATE, "USD": USD_RATE}).start()
     process = mp.Process(target=rl.serve, args=(config,), name="lnbits")
     process.start()
     try:
@@ -370,16 +646,18 @@ def main(argv: list[str]) -> int:
             login_info = rl.first_install(base, pw_file)
         admin_password = login_info.password or "(unknown)"
         admin = login(base, rl.ADMIN_USERNAME, admin_password)
+        configure_lnbits(base, admin, side)
         logins = data / "demo-logins.json"
         if fresh or not logins.exists():
-            world = seed(base, admin, password)
+            world = seed(base, admin, password, side)
             logins.write_text(json.dumps(_saved(world, password)))
             logins.chmod(0o600)
         else:
             world = _restore(base, json.loads(logins.read_text()))
             password = world["password"]
+            side.payees.update(world["payees"])
         world["admin"] = admin
-        banner(base, admin_password, password, data)
+        banner(base, admin_password, password, data, world, side)
         print("DEMO READY", flush=True)
 
         async def run() -> None:
@@ -404,6 +682,7 @@ def main(argv: list[str]) -> int:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         rl.stop_child(process)
+        side.stop()
         print("LNbits stopped.", flush=True)
 
 
@@ -411,6 +690,7 @@ def _saved(world: dict[str, Any], password: str) -> dict[str, Any]:
     return {
         "password": password,
         "customer": world["customer"].username,
+        "payees": world["payees"],
         "machines": [
             {
                 "id": m.id,
@@ -438,7 +718,12 @@ def _restore(base: str, saved: dict[str, Any]) -> dict[str, Any]:
         )
         for m in saved["machines"]
     ]
-    return {"machines": machines, "customer": customer, "password": saved["password"]}
+    return {
+        "machines": machines,
+        "customer": customer,
+        "password": saved["password"],
+        "payees": saved.get("payees", {}),
+    }
 
 
 if __name__ == "__main__":

@@ -17,6 +17,19 @@
 //   <dca-stat label value sub>    a labelled number (dashboard, details)
 //   <dca-form-actions label loading disable test>
 //                                 a dialog form's Cancel and submit buttons
+//   <dca-filter-select col v-model options label ...>
+//                                 a filter: a clearable dense q-select in a
+//                                 column (every other attribute goes to it)
+//   <dca-filter-date col v-model label ...>
+//                                 a filter: a clearable date input in a column
+//   <dca-leg-cells props destination>
+//                                 a payment leg's type, destination, sats,
+//                                 fiat and status cells (a table row's
+//                                 #body props), in the settlement dialog and
+//                                 the Payments tab
+//   <dca-icon-btn icon tip @click ...>
+//                                 a row's small round action button with its
+//                                 tooltip (every other attribute goes to it)
 //
 // Loaded after index.js (which creates window.app) and before LNbits mounts
 // the app (base.html mounts it after the extension's scripts).
@@ -53,6 +66,15 @@
       </div>`
   })
 
+  // Quasar's own table words, in the page's language.
+  function paginationLabel(first, last, total) {
+    return SM.t('pagination', {
+      first: SM.count(first),
+      last: SM.count(last),
+      total: SM.count(total)
+    })
+  }
+
   app.component('dca-table', {
     props: {
       rows: {type: Array, required: true},
@@ -64,6 +86,7 @@
       emptyTitle: {type: String, default: ''},
       emptyText: {type: String, default: ''}
     },
+    methods: {paginationLabel},
     template: `
       <q-table
         flat
@@ -73,6 +96,8 @@
         :columns="columns"
         :loading="loading"
         :pagination="{rowsPerPage: rowsPerPage}"
+        :rows-per-page-label="$t('satmachineadmin.rows_per_page')"
+        :pagination-label="paginationLabel"
       >
         <template v-slot:no-data>
           <template v-if="!loading">
@@ -143,7 +168,7 @@
         icon="refresh"
         :loading="loading"
         @click="$emit('click')"
-        ><q-tooltip>Refresh</q-tooltip></q-btn
+        ><q-tooltip v-text="$t('satmachineadmin.refresh')"></q-tooltip></q-btn
       >`
   })
 
@@ -169,7 +194,8 @@
 
   app.component('dca-form-actions', {
     props: {
-      label: {type: String, default: 'Save'},
+      // The submit button's label; "Save" in the page's language without.
+      label: {type: String, default: ''},
       loading: {type: Boolean, default: false},
       disable: {type: Boolean, default: false},
       // data-test of the submit button (browser tests click it).
@@ -177,16 +203,100 @@
     },
     template: `
       <div class="row justify-end q-gutter-sm">
-        <q-btn flat color="grey" label="Cancel" v-close-popup></q-btn>
+        <q-btn
+          flat
+          color="grey"
+          :label="$t('satmachineadmin.cancel')"
+          v-close-popup
+        ></q-btn>
         <q-btn
           unelevated
           color="primary"
           type="submit"
-          :label="label"
+          :label="label || $t('satmachineadmin.save')"
           :loading="loading"
           :disable="disable"
           :data-test="test"
         ></q-btn>
       </div>`
+  })
+
+  // Presets: the attributes given (v-model, options, label, data-test...)
+  // go to the Quasar field, the column class to its wrapper.
+  app.component('dca-filter-select', {
+    inheritAttrs: false,
+    props: {col: {type: String, default: 'col-6 col-md-2'}},
+    template: `
+      <div :class="col">
+        <q-select
+          filled
+          dense
+          clearable
+          emit-value
+          map-options
+          v-bind="$attrs"
+        ></q-select>
+      </div>`
+  })
+
+  app.component('dca-filter-date', {
+    inheritAttrs: false,
+    props: {col: {type: String, default: 'col-6 col-md-2'}},
+    template: `
+      <div :class="col">
+        <q-input
+          filled
+          dense
+          clearable
+          type="date"
+          stack-label
+          v-bind="$attrs"
+        ></q-input>
+      </div>`
+  })
+
+  app.component('dca-leg-cells', {
+    props: {
+      props: {type: Object, required: true},
+      destination: {type: String, default: ''}
+    },
+    data() {
+      return {sm: window.SM}
+    },
+    computed: {
+      leg() {
+        return this.props.row
+      }
+    },
+    template: `
+      <q-td key="type" :props="props">
+        <span v-text="sm.LEG_TYPES[leg.leg_type]"></span>
+        <div
+          v-if="leg.label"
+          class="text-caption text-grey"
+          v-text="leg.label"
+        ></div>
+      </q-td>
+      <q-td key="destination" :props="props" v-text="destination"></q-td>
+      <q-td key="sats" :props="props" v-text="sm.sats(leg.amount_sats)"></q-td>
+      <q-td
+        key="fiat"
+        :props="props"
+        v-text="leg.fiat_amount === null ? '–' : sm.fiat(leg.fiat_amount, leg.currency)"
+      ></q-td>
+      <q-td key="status" :props="props">
+        <q-badge
+          :color="sm.LEG_COLORS[leg.status]"
+          v-text="sm.word(leg.status)"
+        ></q-badge>
+      </q-td>`
+  })
+
+  app.component('dca-icon-btn', {
+    props: {tip: {type: String, default: ''}},
+    template: `
+      <q-btn flat dense round size="sm"
+        ><q-tooltip v-if="tip" v-text="tip"></q-tooltip
+      ></q-btn>`
   })
 })(window.app)

@@ -28,13 +28,13 @@ window.SMFixed = {
       notifySaving: false,
       notifyLog: [],
       notifyLogColumns: [
-        {name: 'created_at', label: 'When', field: 'created_at', align: 'left'},
+        {name: 'created_at', get label() { return SM.t('fixed_when') }, field: 'created_at', align: 'left'},
         {name: 'kind', label: '', field: 'kind', align: 'left'},
-        {name: 'title', label: 'Problem', field: 'title', align: 'left'},
-        {name: 'channels', label: 'Sent by', field: 'channels', align: 'left'},
+        {name: 'title', get label() { return SM.t('fixed_problem') }, field: 'title', align: 'left'},
+        {name: 'channels', get label() { return SM.t('fixed_sent_by') }, field: 'channels', align: 'left'},
         {
           name: 'webhook_status',
-          label: 'Webhook',
+          get label() { return SM.t('fixed_webhook') },
           field: 'webhook_status',
           align: 'left'
         }
@@ -44,10 +44,10 @@ window.SMFixed = {
   computed: {
     fixedScopeOptions() {
       return [
-        {value: 'default', label: 'Default (every machine without its own)'},
+        {value: 'default', get label() { return SM.t('fixed_default_every_machine_without_its') }},
         ...this.machines.map(m => ({
           value: m.id,
-          label: `Schedule of ${m.name}`
+          label: SM.t('fixed_schedule_of', {name: m.name})
         }))
       ]
     }
@@ -81,7 +81,7 @@ window.SMFixed = {
           }
         }
       } catch (error) {
-        SM.notifyError(error, 'Could not load the schedule')
+        SM.notifyError(error, SM.t('fixed_could_not_load_the_schedule'))
       }
     },
     async saveFixedSchedule() {
@@ -98,10 +98,10 @@ window.SMFixed = {
           max_daily_limit: this.fixedForm.max_daily_limit,
           funding_wallet_id: this.fixedForm.funding_wallet_id || null
         })
-        SM.notifyDone('Schedule saved')
+        SM.notifyDone(SM.t('fixed_schedule_saved'))
         await this.loadFixedTab()
       } catch (error) {
-        SM.notifyError(error, 'Could not save the schedule')
+        SM.notifyError(error, SM.t('fixed_could_not_save_the_schedule'))
       } finally {
         this.fixedSaving = false
       }
@@ -114,11 +114,11 @@ window.SMFixed = {
           null,
           this.fixedMachineParam()
         )
-        SM.notifyDone('Schedule removed')
+        SM.notifyDone(SM.t('fixed_schedule_removed'))
         this.fixedExists = false
         await this.loadFixedTab()
       } catch (error) {
-        SM.notifyError(error, 'Could not remove the schedule')
+        SM.notifyError(error, SM.t('fixed_could_not_remove_the_schedule'))
       }
     },
     async loadFixedPreviews() {
@@ -134,7 +134,7 @@ window.SMFixed = {
           }))
         )
       } catch (error) {
-        SM.notifyError(error, 'Could not load the next slots')
+        SM.notifyError(error, SM.t('fixed_could_not_load_the_next'))
       } finally {
         this.fixedPreviewLoading = false
       }
@@ -149,13 +149,15 @@ window.SMFixed = {
         )
         const run = result.run
         SM.notifyDone(
-          `Slot ${run.slot_time}: ${run.lps_bought} bought, ` +
-            `${run.lps_skipped} skipped` +
-            (run.reason ? ` (${run.reason})` : '')
+          SM.t('fixed_slot_result', {
+            slot: run.slot_time,
+            bought: run.lps_bought,
+            skipped: run.lps_skipped
+          }) + (run.reason ? ` (${run.reason})` : '')
         )
         await this.loadFixedPreviews()
       } catch (error) {
-        SM.notifyError(error, 'Could not run the slot')
+        SM.notifyError(error, SM.t('fixed_could_not_run_the_slot'))
       } finally {
         this.fixedRunning = null
       }
@@ -174,7 +176,7 @@ window.SMFixed = {
           limit: 100
         })
       } catch (error) {
-        SM.notifyError(error, 'Could not load the notifications')
+        SM.notifyError(error, SM.t('fixed_could_not_load_the_notifications'))
       }
     },
     async saveNotifications(rotate) {
@@ -188,9 +190,9 @@ window.SMFixed = {
         // Shown once: the server never returns it again.
         this.notifySecretShown = settings.webhook_secret
         this.notifyHasSecret = settings.has_webhook_secret
-        SM.notifyDone('Notifications saved')
+        SM.notifyDone(SM.t('fixed_notifications_saved'))
       } catch (error) {
-        SM.notifyError(error, 'Could not save the notifications')
+        SM.notifyError(error, SM.t('fixed_could_not_save_the_notifications'))
       } finally {
         this.notifySaving = false
       }

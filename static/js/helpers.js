@@ -11,6 +11,40 @@ window.SM = (function () {
   const PERCENT_UNITS = 10000
   const WHOLE = 100 * PERCENT_UNITS
 
+  // A message of this extension in the language LNbits shows
+  // (static/i18n/<lang>.js, merged into LNbits' vue-i18n).
+  function t(key, params) {
+    return window.i18n.global.t(`satmachineadmin.${key}`, params || {})
+  }
+
+  // A status, mode or other word the API gives in English, in the page's
+  // language (the word itself when there is no translation).
+  function word(value) {
+    if (value === null || value === undefined || value === '') return '–'
+    const key = `satmachineadmin.word.${value}`
+    return window.i18n.global.te(key) || window.i18n.global.te(key, 'en')
+      ? window.i18n.global.t(key)
+      : String(value)
+  }
+
+  // A reason the API gives in English (a skipped slot's), in the page's
+  // language when it is one of the known ones; else as the API wrote it.
+  function reason(text) {
+    if (!text) return ''
+    const slug = String(text)
+      .toLowerCase()
+      .replace(/[^a-z0-9]+/g, '_')
+      .replace(/^_+|_+$/g, '')
+    const key = `satmachineadmin.reason.${slug}`
+    return window.i18n.global.te(key) || window.i18n.global.te(key, 'en')
+      ? window.i18n.global.t(key)
+      : String(text)
+  }
+
+  function locale() {
+    return (window.i18n && window.i18n.global.locale) || 'en'
+  }
+
   function query(params) {
     const search = new URLSearchParams()
     Object.entries(params || {}).forEach(([key, value]) => {
@@ -45,8 +79,8 @@ window.SM = (function () {
     const response = error && error.response
     if (!response) {
       return error && error.message
-        ? `The server could not be reached (${error.message}).`
-        : 'The server could not be reached.'
+        ? t('error_unreachable_because', {reason: error.message})
+        : t('error_unreachable')
     }
     const detail = response.data && response.data.detail
     if (Array.isArray(detail)) {
@@ -58,9 +92,11 @@ window.SM = (function () {
         .join('; ')
     }
     if (typeof detail === 'string' && detail) return detail
-    if (response.status === 401) return 'You are not logged in any more.'
-    if (response.status === 404) return 'Not found (it may have been removed).'
-    return `The server answered ${response.status} ${response.statusText || ''}`
+    if (response.status === 401) return t('error_logged_out')
+    if (response.status === 404) return t('error_not_found')
+    return t('error_status', {
+      status: `${response.status} ${response.statusText || ''}`.trim()
+    })
   }
 
   function notifyError(error, action) {
@@ -85,9 +121,12 @@ window.SM = (function () {
   function fiat(value, currency) {
     if (value === null || value === undefined || value === '') return '–'
     try {
-      return LNbits.utils.formatCurrency(Number(value), currency)
+      return new Intl.NumberFormat(locale(), {
+        style: 'currency',
+        currency: currency || 'USD'
+      }).format(Number(value))
     } catch (e) {
-      return `${Number(value).toLocaleString()} ${currency || ''}`.trim()
+      return `${Number(value).toLocaleString(locale())} ${currency || ''}`.trim()
     }
   }
 
@@ -96,19 +135,72 @@ window.SM = (function () {
     if (fraction === null || fraction === undefined || fraction === '')
       return '–'
     const units = Math.round(Number(fraction) * WHOLE)
-    return `${unitsToPercentText(units)} %`
+    return `${decimalText(unitsToPercentText(units))} %`
   }
 
+  // "12.5" written in the page's language ("12,5" in Spanish).
+  function decimalText(text) {
+    const separator = new Intl.NumberFormat(locale())
+      .formatToParts(1.5)
+      .find(part => part.type === 'decimal')
+    return separator ? String(text).replace('.', separator.value) : text
+  }
+
+  // A moment, in the page's language and the browser's time zone.
   function date(value) {
-    return value ? LNbits.utils.formatDate(value) : '–'
+    if (!value) return '–'
+    const when = new Date(value)
+    if (Number.isNaN(when.getTime())) return String(value)
+    return new Intl.DateTimeFormat(locale(), {
+      dateStyle: 'medium',
+      timeStyle: 'short'
+    }).format(when)
   }
 
   // A day for chart labels: "2026-12-01" stays as it is (no time zone
   // shift); a timestamp becomes its local date.
   function day(value) {
     if (!value) return '–'
-    if (/^\d{4}-\d{2}-\d{2}$/.test(value)) return value
-    return new Date(value).toLocaleDateString(window.i18n.global.locale)
+    const format = new Intl.DateTimeFormat(locale(), {
+      day: 'numeric',
+      month: 'short'
+    })
+    if (/^\d{4}-\d{2}-\d{2}$/.test(value)) {
+      const [y, m, d] = value.split('-').map(Number)
+      return format.format(new Date(y, m - 1, d))
+    }
+    return format.format(new Date(value))
+  }
+
+  // A cumulative series as steps, one entry per UTC day from ``start`` to
+  // ``end`` (YYYY-MM-DD): a day without payouts keeps the day before's total,
+  // so the line is flat across it and climbs only on days that had payouts.
+  // ``marked``: a day that had payouts, or the range's first or last day.
+  function stepSeries(points, start, end, startTotal) {
+    const byDay = new Map(points.map(p => [p.date, p]))
+    const first = start || (points.length ? points[0].date : null)
+    if (!first) return []
+    let last = end || first
+    if (points.length && points[points.length - 1].date > last) {
+      last = points[points.length - 1].date
+    }
+    const days = []
+    let total = Number(startTotal || 0)
+    const at = new Date(`${first}T00:00:00Z`)
+    const stop = new Date(`${last}T00:00:00Z`)
+    while (at <= stop) {
+      const day = at.toISOString().slice(0, 10)
+      const point = byDay.get(day)
+      if (point) total = Number(point.cumulative_sats)
+      days.push({
+        date: day,
+        sats: point ? Number(point.sats) : 0,
+        cumulative_sats: total,
+        marked: !!point || day === first || day === last
+      })
+      at.setUTCDate(at.getUTCDate() + 1)
+    }
+    return days
   }
 
   function shortId(value, length = 8) {
@@ -163,13 +255,13 @@ window.SM = (function () {
   // A positive amount typed by a person, checked against the currency.
   function fiatInputError(text, currency, required = true) {
     const value = String(text === null || text === undefined ? '' : text).trim()
-    if (!value) return required ? 'Enter an amount' : null
-    if (!/^\d+(\.\d+)?$/.test(value)) return 'Digits and one decimal point only'
-    if (Number(value) <= 0) return 'Must be more than zero'
+    if (!value) return required ? t('input_enter_amount') : null
+    if (!/^\d+(\.\d+)?$/.test(value)) return t('input_digits_only')
+    if (Number(value) <= 0) return t('input_more_than_zero')
     const decimals = (value.split('.')[1] || '').length
     const allowed = currencyDecimals(currency)
     if (decimals > allowed) {
-      return `${currency} takes at most ${allowed} decimals`
+      return t('input_decimals', {currency, allowed})
     }
     return null
   }
@@ -208,9 +300,11 @@ window.SM = (function () {
     const parts = []
     if (amount !== undefined && amount !== null) parts.push(sats(amount))
     if (last.fiat_amount !== undefined && last.fiat_amount !== null) {
-      parts.push(`for ${fiat(last.fiat_amount, last.currency || currency)}`)
+      parts.push(
+        t('for_amount', {amount: fiat(last.fiat_amount, last.currency || currency)})
+      )
     }
-    if (when) parts.push(`on ${date(when)}`)
+    if (when) parts.push(t('on_date', {when: date(when)}))
     return parts.join(' ') || '–'
   }
 
@@ -224,28 +318,27 @@ window.SM = (function () {
     if (amount !== undefined && amount !== null) {
       parts.push(fiat(amount, next.currency || currency))
     }
-    if (when) parts.push(`on ${date(when)}`)
+    if (when) parts.push(t('on_date', {when: date(when)}))
     return parts.join(' ') || '–'
   }
 
   function autoforwardSummary(autoforward) {
-    if (!autoforward || !autoforward.enabled) return 'Autoforward off'
-    let text = `Forwards to ${autoforward.address}`
+    if (!autoforward || !autoforward.enabled) return t('af_off')
+    let text = t('af_to', {address: autoforward.address})
     if (autoforward.threshold_sats) {
-      text += ` from ${sats(autoforward.threshold_sats)}`
+      text += ' ' + t('af_from', {sats: sats(autoforward.threshold_sats)})
     }
     if (autoforward.waiting_sats) {
-      text += ` · ${sats(autoforward.waiting_sats)} waiting`
+      text += ' · ' + t('af_waiting', {sats: sats(autoforward.waiting_sats)})
     }
     if (autoforward.forwarded_sats) {
-      text += ` · ${sats(autoforward.forwarded_sats)} forwarded`
+      text += ' · ' + t('af_forwarded', {sats: sats(autoforward.forwarded_sats)})
     }
     if (autoforward.failures) {
-      text += ` · failing (${autoforward.failures} tries`
+      text += ' · ' + t('af_failing', {tries: autoforward.failures})
       if (autoforward.next_try_at) {
-        text += `, next ${date(autoforward.next_try_at)}`
+        text += ' · ' + t('af_next', {when: date(autoforward.next_try_at)})
       }
-      text += ')'
     }
     return text
   }
@@ -266,21 +359,39 @@ window.SM = (function () {
     skipped: 'grey',
     voided: 'grey-6'
   }
-  const LEG_TYPES = {
-    super_fee: 'Platform fee',
-    operator_split: 'Commission split',
-    dca: 'DCA payout',
-    settlement: 'LP settlement',
-    autoforward: 'Auto-forward',
-    refund: 'Refund'
-  }
+  // Leg types in words, read in the page's language when shown.
+  const LEG_TYPES = {}
+  ;[
+    'super_fee',
+    'operator_split',
+    'dca',
+    'settlement',
+    'autoforward',
+    'refund'
+  ].forEach(type => {
+    Object.defineProperty(LEG_TYPES, type, {
+      enumerable: true,
+      get: () => t(`leg.${type}`)
+    })
+  })
 
+  // A select option whose label follows the page's language.
   function option(value, label) {
-    return {value, label}
+    return {
+      value,
+      get label() {
+        return typeof label === 'function' ? label() : label
+      }
+    }
   }
 
   return {
     API,
+    t,
+    word,
+    reason,
+    locale,
+    decimalText,
     request,
     query,
     errorText,
@@ -291,6 +402,7 @@ window.SM = (function () {
     percent,
     date,
     day,
+    stepSeries,
     shortId,
     parsePercent,
     unitsToPercentText,
@@ -310,9 +422,13 @@ window.SM = (function () {
     LEG_COLORS,
     LEG_TYPES,
     settlementStatusOptions: Object.keys(SETTLEMENT_COLORS).map(s =>
-      option(s, s)
+      option(s, () => word(s))
     ),
-    legStatusOptions: Object.keys(LEG_COLORS).map(s => option(s, s)),
-    legTypeOptions: Object.entries(LEG_TYPES).map(([v, l]) => option(v, l))
+    legStatusOptions: Object.keys(LEG_COLORS).map(s =>
+      option(s, () => word(s))
+    ),
+    legTypeOptions: Object.keys(LEG_TYPES).map(v =>
+      option(v, () => LEG_TYPES[v])
+    )
   }
 })()

@@ -24,6 +24,9 @@ window.app = Vue.createApp({
     return {
       tab: 'overview',
       starting: true,
+      // An LP who owns no machine sees its positions; the operator's tabs
+      // come back with "I run machines".
+      showOperator: false,
       sm: window.SM
     }
   },
@@ -43,6 +46,49 @@ window.app = Vue.createApp({
         label: `${w.name} (${SM.sats(this.walletBalance(w.id))})`
       }))
     },
+    operatorView() {
+      return (
+        this.showOperator ||
+        !this.machinesLoaded ||
+        this.machines.length > 0 ||
+        !this.hasPositions
+      )
+    },
+    // The first-run guide of an operator without machines: each step, its
+    // words (keys of static/i18n) and where its button leads.
+    firstRunSteps() {
+      const go = tab => () => {
+        this.tab = tab
+      }
+      return [
+        {
+          title: 'first_run_add_a_machine',
+          text: 'first_run_its_nostr_npub_its_currency',
+          button: 'first_run_add_a_machine',
+          test: 'first-run-add-machine',
+          go: () => {
+            this.tab = 'machines'
+            this.openMachineDialog(null)
+          }
+        },
+        {
+          title: 'first_run_invite_a_liquidity_provider',
+          text: 'first_run_send_an_invite_link_the',
+          button: 'first_run_lps_deposits',
+          go: go('lps')
+        },
+        {
+          title: 'first_run_set_the_commission_split',
+          text: 'first_run_which_of_your_wallets_receive',
+          button: 'first_run_splits',
+          go: go('splits')
+        },
+        {
+          title: 'first_run_where_sales_come_from',
+          text: 'first_run_a_bitspire_machine_pays_each'
+        }
+      ]
+    },
     userId() {
       return this.g.user ? this.g.user.id : ''
     }
@@ -55,7 +101,7 @@ window.app = Vue.createApp({
     },
     walletLabel(walletId) {
       const wallet = this.walletById[walletId]
-      return wallet ? wallet.name : `Wallet ${SM.shortId(walletId)}`
+      return wallet ? wallet.name : SM.t('wallet_short', {id: SM.shortId(walletId)})
     },
     // Balances change as machines sell: read them again from LNbits.
     async refreshWalletBalances() {
@@ -68,11 +114,11 @@ window.app = Vue.createApp({
           if (w.id in msat) w.sat = Math.floor(msat[w.id] / 1000)
         })
       } catch (error) {
-        SM.notifyError(error, 'Could not read the wallet balances')
+        SM.notifyError(error, SM.t('index_could_not_read_the_wallet'))
       }
     },
     copy(text, what) {
-      LNbits.utils.copyText(text, `${what} copied`)
+      LNbits.utils.copyText(text, SM.t('copied', {what}))
     },
     loadTab(tab) {
       const loaders = {

@@ -20,10 +20,10 @@ window.SMInvites = {
         error: ''
       },
       inviteColumns: [
-        {name: 'machine', label: 'Machine', field: 'machine_id', align: 'left'},
-        {name: 'who', label: 'For', field: 'username', align: 'left'},
-        {name: 'code', label: 'Code', field: 'code', align: 'left'},
-        {name: 'expires', label: 'Expires', field: 'expires_at', align: 'left'},
+        {name: 'machine', get label() { return SM.t('fixed_machine') }, field: 'machine_id', align: 'left'},
+        {name: 'who', get label() { return SM.t('invites_for_2') }, field: 'username', align: 'left'},
+        {name: 'code', get label() { return SM.t('invites_code') }, field: 'code', align: 'left'},
+        {name: 'expires', get label() { return SM.t('invites_expires') }, field: 'expires_at', align: 'left'},
         {name: 'actions', label: '', field: 'id', align: 'right'}
       ]
     }
@@ -43,7 +43,7 @@ window.SMInvites = {
       try {
         this.invites = await SM.request('GET', '/invites')
       } catch (error) {
-        SM.notifyError(error, 'Could not load the invites')
+        SM.notifyError(error, SM.t('invites_could_not_load_the_invites'))
       } finally {
         this.invitesLoading = false
       }
@@ -67,12 +67,12 @@ window.SMInvites = {
         this.inviteDialog.created = await SM.request('POST', '/invites', body)
         SM.notifyDone(
           body.username
-            ? `Invited ${body.username}: they accept it on this page`
-            : 'Invite created: send the link or the code'
+            ? SM.t('invites_invited', {name: body.username})
+            : SM.t('invites_invite_created_send_the_link')
         )
         await this.loadInvites()
       } catch (error) {
-        SM.notifyError(error, 'Could not create the invite')
+        SM.notifyError(error, SM.t('invites_could_not_create_the_invite'))
       } finally {
         this.inviteDialog.saving = false
       }
@@ -89,17 +89,22 @@ window.SMInvites = {
     revokeInvite(invite) {
       LNbits.utils
         .confirmDialog(
-          `Revoke the invite to ${this.machineName(invite.machine_id)}` +
-            (invite.username ? ` for ${invite.username}` : '') +
-            '? Its code stops working.'
+          invite.username
+            ? SM.t('invites_revoke_for', {
+                machine: this.machineName(invite.machine_id),
+                name: invite.username
+              })
+            : SM.t('invites_revoke', {
+                machine: this.machineName(invite.machine_id)
+              })
         )
         .onOk(async () => {
           try {
             await SM.request('DELETE', `/invites/${invite.id}`)
-            SM.notifyDone('Invite revoked')
+            SM.notifyDone(SM.t('invites_invite_revoked'))
             await this.loadInvites()
           } catch (error) {
-            SM.notifyError(error, 'Could not revoke the invite')
+            SM.notifyError(error, SM.t('invites_could_not_revoke_the_invite'))
           }
         })
     },
@@ -157,14 +162,16 @@ window.SMInvites = {
           {wallet_id: dialog.wallet_id}
         )
         SM.notifyDone(
-          `You are now an LP at ${dialog.invite.machine_name || 'the machine'}`
+          SM.t('invites_now_an_lp', {
+            machine: dialog.invite.machine_name || SM.t('invites_the_machine')
+          })
         )
         dialog.show = false
         this.forgetInviteInUrl()
         await this.loadPositions()
         this.tab = 'positions'
       } catch (error) {
-        SM.notifyError(error, 'Could not accept the invite')
+        SM.notifyError(error, SM.t('invites_could_not_accept_the_invite'))
       } finally {
         dialog.saving = false
       }

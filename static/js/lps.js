@@ -31,30 +31,30 @@ window.SMClients = {
       clientColumns: [
         {
           name: 'lp',
-          label: 'LP',
+          get label() { return SM.t('lps_lp') },
           field: 'username',
           align: 'left',
           sortable: true
         },
-        {name: 'machine', label: 'Machine', field: 'machine_id', align: 'left'},
-        {name: 'mode', label: 'Mode', field: 'dca_mode', align: 'left'},
-        {name: 'status', label: 'Status', field: 'status', align: 'left'},
-        {name: 'remaining', label: 'Balance left', field: 'id', align: 'right'},
-        {name: 'sats', label: 'Sats received', field: 'id', align: 'right'},
-        {name: 'average', label: 'Average price', field: 'id', align: 'right'},
+        {name: 'machine', get label() { return SM.t('fixed_machine') }, field: 'machine_id', align: 'left'},
+        {name: 'mode', get label() { return SM.t('lps_mode') }, field: 'dca_mode', align: 'left'},
+        {name: 'status', get label() { return SM.t('lps_status') }, field: 'status', align: 'left'},
+        {name: 'remaining', get label() { return SM.t('positions_balance_left') }, field: 'id', align: 'right'},
+        {name: 'sats', get label() { return SM.t('lps_sats_received') }, field: 'id', align: 'right'},
+        {name: 'average', get label() { return SM.t('lps_average_price') }, field: 'id', align: 'right'},
         {name: 'actions', label: '', field: 'id', align: 'right'}
       ],
       depositColumns: [
         {
           name: 'created',
-          label: 'Recorded',
+          get label() { return SM.t('lps_recorded') },
           field: 'created_at',
           align: 'left'
         },
-        {name: 'lp', label: 'LP', field: 'client_id', align: 'left'},
-        {name: 'amount', label: 'Amount', field: 'amount', align: 'right'},
-        {name: 'status', label: 'Status', field: 'status', align: 'left'},
-        {name: 'notes', label: 'Notes', field: 'notes', align: 'left'},
+        {name: 'lp', get label() { return SM.t('lps_lp') }, field: 'client_id', align: 'left'},
+        {name: 'amount', get label() { return SM.t('lps_amount') }, field: 'amount', align: 'right'},
+        {name: 'status', get label() { return SM.t('lps_status') }, field: 'status', align: 'left'},
+        {name: 'notes', get label() { return SM.t('dialogs_notes') }, field: 'notes', align: 'left'},
         {name: 'actions', label: '', field: 'id', align: 'right'}
       ]
     }
@@ -82,7 +82,10 @@ window.SMClients = {
     clientOptions() {
       return this.clients.map(c => ({
         value: c.id,
-        label: `${this.clientName(c)} at ${this.machineName(c.machine_id)}`
+        label: SM.t('lps_lp_at', {
+          name: this.clientName(c),
+          machine: this.machineName(c.machine_id)
+        })
       }))
     },
     settlePreviewSats() {
@@ -121,7 +124,7 @@ window.SMClients = {
           this.selectedClientId = null
         }
       } catch (error) {
-        SM.notifyError(error, 'Could not load the LPs')
+        SM.notifyError(error, SM.t('lps_could_not_load_the_lps'))
       } finally {
         this.clientsLoading = false
       }
@@ -133,7 +136,7 @@ window.SMClients = {
           limit: 1000
         })
       } catch (error) {
-        SM.notifyError(error, 'Could not load the deposits')
+        SM.notifyError(error, SM.t('lps_could_not_load_the_deposits'))
       } finally {
         this.depositsLoading = false
       }
@@ -233,7 +236,7 @@ window.SMClients = {
               body.fixed_mode_daily_limit = limit
           }
           await SM.request('PUT', `/clients/${this.clientDialog.id}`, body)
-          SM.notifyDone('Saved the LP')
+          SM.notifyDone(SM.t('lps_saved_the_lp'))
         } else {
           await SM.request('POST', '/clients', {
             machine_id: d.machine_id,
@@ -244,12 +247,14 @@ window.SMClients = {
             fixed_mode_daily_limit:
               d.dca_mode === 'fixed' && limit ? limit : null
           })
-          SM.notifyDone(`Registered ${d.username.trim() || 'the LP'}`)
+          SM.notifyDone(
+            SM.t('lps_registered', {name: d.username.trim() || SM.t('lps_the_lp')})
+          )
         }
         this.clientDialog.show = false
         await this.loadClients()
       } catch (error) {
-        SM.notifyError(error, 'Could not save the LP')
+        SM.notifyError(error, SM.t('lps_could_not_save_the_lp'))
       } finally {
         this.clientDialog.saving = false
       }
@@ -257,17 +262,18 @@ window.SMClients = {
     deleteClient(client) {
       LNbits.utils
         .confirmDialog(
-          `Remove ${this.clientName(client)} from ${this.machineName(client.machine_id)}? ` +
-            'Only an LP without payments or confirmed deposits can be removed; ' +
-            'set one with history to inactive.'
+          SM.t('lps_remove_confirm', {
+            name: this.clientName(client),
+            machine: this.machineName(client.machine_id)
+          })
         )
         .onOk(async () => {
           try {
             await SM.request('DELETE', `/clients/${client.id}`)
-            SM.notifyDone('Removed the LP')
+            SM.notifyDone(SM.t('lps_removed_the_lp'))
             await this.loadLpTab()
           } catch (error) {
-            SM.notifyError(error, 'Could not remove the LP')
+            SM.notifyError(error, SM.t('lps_could_not_remove_the_lp'))
           }
         })
     },
@@ -290,20 +296,20 @@ window.SMClients = {
       try {
         if (dialog.id) {
           await SM.request('PUT', `/deposits/${dialog.id}`, body)
-          SM.notifyDone('Saved the deposit')
+          SM.notifyDone(SM.t('lps_saved_the_deposit'))
         } else {
           await SM.request('POST', '/deposits', {
             ...body,
             client_id: dialog.client.id
           })
           SM.notifyDone(
-            'Recorded the deposit: confirm it once the cash is counted'
+            SM.t('lps_recorded_deposit')
           )
         }
         dialog.show = false
         await this.loadDeposits()
       } catch (error) {
-        SM.notifyError(error, 'Could not save the deposit')
+        SM.notifyError(error, SM.t('lps_could_not_save_the_deposit'))
       } finally {
         dialog.saving = false
       }
@@ -313,33 +319,34 @@ window.SMClients = {
       const amount = SM.fiat(deposit.amount, deposit.currency)
       const message =
         status === 'confirmed'
-          ? `Confirm ${amount} from ${this.clientName(client)}? A confirmed deposit ` +
-            'counts toward their balance and can no longer be changed.'
-          : `Reject ${amount} from ${this.clientName(client)}?`
+          ? SM.t('lps_confirm_deposit', {amount, name: this.clientName(client)})
+          : SM.t('lps_reject_deposit', {amount, name: this.clientName(client)})
       LNbits.utils.confirmDialog(message).onOk(async () => {
         try {
           await SM.request('PUT', `/deposits/${deposit.id}/status`, {status})
           SM.notifyDone(
-            status === 'confirmed' ? 'Deposit confirmed' : 'Deposit rejected'
+            status === 'confirmed' ? SM.t('lps_deposit_confirmed') : SM.t('lps_deposit_rejected')
           )
           await Promise.all([this.loadDeposits(), this.loadClients()])
         } catch (error) {
-          SM.notifyError(error, 'Could not change the deposit')
+          SM.notifyError(error, SM.t('lps_could_not_change_the_deposit'))
         }
       })
     },
     deleteDeposit(deposit) {
       LNbits.utils
         .confirmDialog(
-          `Delete this pending deposit of ${SM.fiat(deposit.amount, deposit.currency)}?`
+          SM.t('lps_delete_deposit', {
+            amount: SM.fiat(deposit.amount, deposit.currency)
+          })
         )
         .onOk(async () => {
           try {
             await SM.request('DELETE', `/deposits/${deposit.id}`)
-            SM.notifyDone('Deleted the deposit')
+            SM.notifyDone(SM.t('lps_deleted_the_deposit'))
             await this.loadDeposits()
           } catch (error) {
-            SM.notifyError(error, 'Could not delete the deposit')
+            SM.notifyError(error, SM.t('lps_could_not_delete_the_deposit'))
           }
         })
     },
@@ -377,19 +384,24 @@ window.SMClients = {
         if (leg.status === 'failed') {
           Quasar.Notify.create({
             type: 'negative',
-            message: `The payout failed: ${leg.error || 'no reason given'}`,
+            message: SM.t('lps_payout_failed', {
+              reason: leg.error || SM.t('lps_no_reason')
+            }),
             closeBtn: true,
             timeout: 8000
           })
         } else {
           SM.notifyDone(
-            `Paid ${SM.sats(leg.amount_sats)} to ${this.clientName(dialog.client)}`
+            SM.t('lps_paid_to', {
+              sats: SM.sats(leg.amount_sats),
+              name: this.clientName(dialog.client)
+            })
           )
         }
         dialog.show = false
         await Promise.all([this.loadClients(), this.refreshWalletBalances()])
       } catch (error) {
-        SM.notifyError(error, 'Could not settle the balance')
+        SM.notifyError(error, SM.t('lps_could_not_settle_the_balance'))
       } finally {
         dialog.saving = false
       }

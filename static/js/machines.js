@@ -17,21 +17,21 @@ window.SMMachines = {
       machineColumns: [
         {
           name: 'name',
-          label: 'Machine',
+          get label() { return SM.t('fixed_machine') },
           field: 'name',
           align: 'left',
           sortable: true
         },
-        {name: 'currency', label: 'Currency', field: 'currency', align: 'left'},
-        {name: 'wallet', label: 'Wallet', field: 'wallet_id', align: 'left'},
+        {name: 'currency', get label() { return SM.t('invites_currency') }, field: 'currency', align: 'left'},
+        {name: 'wallet', get label() { return SM.t('platform_wallet') }, field: 'wallet_id', align: 'left'},
         {
           name: 'balance',
-          label: 'Wallet balance',
+          get label() { return SM.t('platform_wallet_balance') },
           field: 'wallet_id',
           align: 'right'
         },
-        {name: 'last', label: 'Last settlement', field: 'id', align: 'left'},
-        {name: 'status', label: 'Status', field: 'is_active', align: 'left'},
+        {name: 'last', get label() { return SM.t('machines_last_settlement') }, field: 'id', align: 'left'},
+        {name: 'status', get label() { return SM.t('lps_status') }, field: 'is_active', align: 'left'},
         {name: 'actions', label: '', field: 'id', align: 'right'}
       ]
     }
@@ -43,7 +43,7 @@ window.SMMachines = {
     machineOptions() {
       return this.machines.map(m => ({
         value: m.id,
-        label: `${m.name} (${m.currency})${m.is_active ? '' : ', inactive'}`
+        label: `${m.name} (${m.currency})${m.is_active ? '' : SM.t('machines_inactive')}`
       }))
     },
     // Wallets not bound to a machine yet: a wallet belongs to one machine.
@@ -71,7 +71,7 @@ window.SMMachines = {
           this.refreshWalletBalances()
         ])
       } catch (error) {
-        SM.notifyError(error, 'Could not load your machines')
+        SM.notifyError(error, SM.t('machines_could_not_load_your_machines'))
       } finally {
         this.machinesLoading = false
       }
@@ -158,7 +158,7 @@ window.SMMachines = {
           if (fraction === null) body.clear_fallback = true
           else body.fallback_commission_pct = fraction
           await SM.request('PUT', `/machines/${this.machineDialog.id}`, body)
-          SM.notifyDone(`Saved ${d.name}`)
+          SM.notifyDone(SM.t('machines_saved', {name: d.name}))
         } else {
           const bitspire = d.source === 'bitspire'
           await SM.request('POST', '/machines', {
@@ -169,12 +169,12 @@ window.SMMachines = {
             wallet_id: d.wallet_id,
             fallback_commission_pct: bitspire ? fraction : null
           })
-          SM.notifyDone(`Added ${d.name}`)
+          SM.notifyDone(SM.t('machines_added', {name: d.name}))
         }
         this.machineDialog.show = false
         await this.loadMachines()
       } catch (error) {
-        SM.notifyError(error, 'Could not save the machine')
+        SM.notifyError(error, SM.t('machines_could_not_save_the_machine'))
       } finally {
         this.machineDialog.saving = false
       }
@@ -182,28 +182,37 @@ window.SMMachines = {
     async setMachineActive(machine, active) {
       try {
         await SM.request('PUT', `/machines/${machine.id}`, {is_active: active})
-        SM.notifyDone(`${machine.name} is ${active ? 'active' : 'deactivated'}`)
+        SM.notifyDone(
+          SM.t(active ? 'machines_now_active' : 'machines_now_inactive', {
+            name: machine.name
+          })
+        )
         await this.loadMachines()
       } catch (error) {
         SM.notifyError(
           error,
-          `Could not ${active ? 'activate' : 'deactivate'} ${machine.name}`
+          SM.t(
+            active ? 'machines_could_not_activate' : 'machines_could_not_deactivate',
+            {name: machine.name}
+          )
         )
       }
     },
     deleteMachine(machine) {
       LNbits.utils
         .confirmDialog(
-          `Delete ${machine.name}? Only a machine without settlements, payments ` +
-            'or confirmed deposits can be deleted; deactivate one that has history.'
+          SM.t('machines_delete_confirm', {name: machine.name})
         )
         .onOk(async () => {
           try {
             await SM.request('DELETE', `/machines/${machine.id}`)
-            SM.notifyDone(`Deleted ${machine.name}`)
+            SM.notifyDone(SM.t('machines_deleted', {name: machine.name}))
             await this.loadMachines()
           } catch (error) {
-            SM.notifyError(error, `Could not delete ${machine.name}`)
+            SM.notifyError(
+              error,
+              SM.t('machines_could_not_delete', {name: machine.name})
+            )
           }
         })
     },

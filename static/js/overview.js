@@ -18,9 +18,9 @@ window.SMOverview = {
       overviewLoading: false,
       overviewDays: 30,
       overviewDayOptions: [
-        {value: 7, label: '7 days'},
-        {value: 30, label: '30 days'},
-        {value: 90, label: '90 days'}
+        {value: 7, get label() { return SM.t('overview_7_days') }},
+        {value: 30, get label() { return SM.t('overview_30_days') }},
+        {value: 90, get label() { return SM.t('overview_90_days') }}
       ],
       machineHealth: {},
       telemetryForm,
@@ -37,11 +37,11 @@ window.SMOverview = {
       if (!this.overview) return []
       const sales = this.overview.sales
       return [
-        {key: 'today', label: 'Today', data: sales.today},
-        {key: '7d', label: 'Last 7 days', data: sales['7d']},
+        {key: 'today', get label() { return SM.t('overview_today') }, data: sales.today},
+        {key: '7d', get label() { return SM.t('overview_last_7_days') }, data: sales['7d']},
         {
           key: 'period',
-          label: `Last ${this.overview.days} days`,
+          label: SM.t('overview_last_days', {days: this.overview.days}),
           data: sales.period
         }
       ]
@@ -66,7 +66,7 @@ window.SMOverview = {
         this.$nextTick(this.drawSalesChart)
         this.loadTelemetrySettings()
       } catch (error) {
-        SM.notifyError(error, 'Could not load the overview')
+        SM.notifyError(error, SM.t('overview_could_not_load_the_overview'))
       } finally {
         this.overviewLoading = false
       }
@@ -81,7 +81,7 @@ window.SMOverview = {
         if (request !== this.telemetryRequest) return
         this.applyTelemetrySettings(data, true)
       } catch (error) {
-        SM.notifyError(error, 'Could not load the relay settings')
+        SM.notifyError(error, SM.t('overview_could_not_load_the_relay'))
       }
     },
     // `keepEdits`: a reload shows the relays' state but leaves a form the
@@ -113,9 +113,9 @@ window.SMOverview = {
         })
         this.telemetryRequest++ // reads sent before this answer are stale
         this.applyTelemetrySettings(data)
-        SM.notifyDone('Saved the machine report settings')
+        SM.notifyDone(SM.t('overview_saved_the_machine_report_settings'))
       } catch (error) {
-        SM.notifyError(error, 'Could not save the machine report settings')
+        SM.notifyError(error, SM.t('overview_could_not_save_the_machine'))
       } finally {
         this.telemetrySaving = false
       }
@@ -127,7 +127,7 @@ window.SMOverview = {
           rows.map(row => [row.machine_id, row])
         )
       } catch (error) {
-        SM.notifyError(error, 'Could not load the machines’ health')
+        SM.notifyError(error, SM.t('overview_could_not_load_the_machines'))
       }
     },
     fiatList(fiat) {
@@ -136,8 +136,8 @@ window.SMOverview = {
       return entries.map(([cur, amount]) => SM.fiat(amount, cur)).join(' · ')
     },
     lastSeenText(machine) {
-      if (!machine.last_seen_at) return 'never reported'
-      return `seen ${SM.date(machine.last_seen_at)}`
+      if (!machine.last_seen_at) return SM.t('overview_never_reported')
+      return SM.t('overview_seen', {when: SM.date(machine.last_seen_at)})
     },
     cassetteLow(machineId, cassette) {
       const health = this.machineHealth[machineId]
@@ -160,7 +160,7 @@ window.SMOverview = {
       salesChart = new Chart(canvas.getContext('2d'), {
         type: 'bar',
         data: {
-          labels: series.days,
+          labels: series.days.map(day => SM.day(day)),
           datasets: series.machines.map((machine, i) => ({
             label: machine.name,
             data: machine.gross_sats,

@@ -9,7 +9,7 @@ const CHART_RANGES = [
   {label: '30D', value: '30d', days: 30},
   {label: '90D', value: '90d', days: 90},
   {label: '1Y', value: '1y', days: 365},
-  {label: 'All', value: 'all', days: null}
+  {get label() { return SM.t('positions_all') }, value: 'all', days: null}
 ]
 
 function present(value) {
@@ -40,19 +40,19 @@ window.SMPositions = {
         data: {}
       },
       lpPaymentColumns: [
-        {name: 'date', label: 'Date', field: 'completed_at', align: 'left'},
-        {name: 'machine', label: 'Machine', field: 'machine_id', align: 'left'},
-        {name: 'type', label: 'Type', field: 'leg_type', align: 'left'},
-        {name: 'sats', label: 'Sats', field: 'amount_sats', align: 'right'},
-        {name: 'fiat', label: 'Fiat', field: 'fiat_amount', align: 'right'},
-        {name: 'price', label: 'Price per BTC', field: 'price', align: 'right'}
+        {name: 'date', get label() { return SM.t('positions_date') }, field: 'completed_at', align: 'left'},
+        {name: 'machine', get label() { return SM.t('fixed_machine') }, field: 'machine_id', align: 'left'},
+        {name: 'type', get label() { return SM.t('positions_type') }, field: 'leg_type', align: 'left'},
+        {name: 'sats', get label() { return SM.t('positions_sats_2') }, field: 'amount_sats', align: 'right'},
+        {name: 'fiat', get label() { return SM.t('fixed_fiat') }, field: 'fiat_amount', align: 'right'},
+        {name: 'price', get label() { return SM.t('positions_price_per_btc') }, field: 'price', align: 'right'}
       ],
       autoforwardColumns: [
-        {name: 'date', label: 'Date', field: 'created_at', align: 'left'},
-        {name: 'machine', label: 'Position', field: 'machine_name', align: 'left'},
-        {name: 'address', label: 'To', field: 'address', align: 'left'},
-        {name: 'sats', label: 'Sats', field: 'amount_sats', align: 'right'},
-        {name: 'status', label: 'Status', field: 'status', align: 'left'}
+        {name: 'date', get label() { return SM.t('positions_date') }, field: 'created_at', align: 'left'},
+        {name: 'machine', get label() { return SM.t('positions_position') }, field: 'machine_name', align: 'left'},
+        {name: 'address', get label() { return SM.t('positions_to') }, field: 'address', align: 'left'},
+        {name: 'sats', get label() { return SM.t('positions_sats_2') }, field: 'amount_sats', align: 'right'},
+        {name: 'status', get label() { return SM.t('lps_status') }, field: 'status', align: 'left'}
       ],
       superConfig: null,
       platformForm: {percent: '', wallet_id: null},
@@ -206,7 +206,10 @@ window.SMPositions = {
       const options = [...this.ownWalletOptions]
       const current = this.platformForm.wallet_id
       if (current && !options.some(o => o.value === current)) {
-        options.push({value: current, label: `Wallet ${SM.shortId(current)}`})
+        options.push({
+          value: current,
+          label: SM.t('wallet_short', {id: SM.shortId(current)})
+        })
       }
       return options
     },
@@ -254,7 +257,7 @@ window.SMPositions = {
           ])
         }
       } catch (error) {
-        SM.notifyError(error, 'Could not load your positions')
+        SM.notifyError(error, SM.t('positions_could_not_load_your_positions'))
       } finally {
         this.positionsLoading = false
       }
@@ -264,7 +267,7 @@ window.SMPositions = {
         this.dashboard = await SM.request('GET', '/lp/dashboard')
       } catch (error) {
         this.dashboard = null
-        SM.notifyError(error, 'Could not load your dashboard')
+        SM.notifyError(error, SM.t('positions_could_not_load_your_dashboard'))
       }
     },
     async loadLpPayments() {
@@ -275,7 +278,7 @@ window.SMPositions = {
           limit: 1000
         })
       } catch (error) {
-        SM.notifyError(error, 'Could not load your payouts')
+        SM.notifyError(error, SM.t('positions_could_not_load_your_payouts'))
       } finally {
         this.lpPaymentsLoading = false
       }
@@ -288,19 +291,16 @@ window.SMPositions = {
           range: this.chartRange
         })
         const points = Array.isArray(answer) ? answer : answer.points
-        // The line starts at the range's first day, from what came before.
+        // Steps from the range's first day (from what came before) to its
+        // last: flat across days without payouts, up on days with them.
         const since = answer.since ? String(answer.since).slice(0, 10) : null
-        if (points.length && since && points[0].date > since) {
-          points.unshift({
-            date: since,
-            sats: 0,
-            cumulative_sats: answer.start_sats || 0
-          })
-        }
-        this.series = points
+        const until = answer.until ? String(answer.until).slice(0, 10) : null
+        this.series = points.length
+          ? SM.stepSeries(points, since, until, answer.start_sats)
+          : []
       } catch (error) {
         this.series = []
-        SM.notifyError(error, 'Could not load the chart')
+        SM.notifyError(error, SM.t('positions_could_not_load_the_chart'))
       } finally {
         this.seriesLoading = false
         if (this.tab === 'positions') this.$nextTick(this.drawPayoutChart)
@@ -327,15 +327,18 @@ window.SMPositions = {
           datasets: [
             {
               type: 'line',
-              label: 'Sats stacked',
+              label: SM.t('positions_sats_stacked'),
               data: series.map(p => p.cumulative_sats),
               borderColor: primary,
               backgroundColor: primary,
               yAxisID: 'total',
-              pointRadius: series.length > 60 ? 0 : 3
+              // Steps: the total holds until the day payouts came in.
+              stepped: 'after',
+              pointRadius: series.map(p => (p.marked ? 3 : 0)),
+              pointHoverRadius: series.map(p => (p.marked ? 5 : 0))
             },
             {
-              label: 'Sats that day',
+              label: SM.t('positions_sats_that_day'),
               data: series.map(p => p.sats),
               backgroundColor: bars,
               borderRadius: 4,
@@ -380,7 +383,7 @@ window.SMPositions = {
       try {
         prefs = await SM.request('GET', `/lp/positions/${position.client_id}`)
       } catch (error) {
-        SM.notifyError(error, 'Could not load your preferences')
+        SM.notifyError(error, SM.t('positions_could_not_load_your_preferences'))
         return
       }
       dialog.position = position
@@ -420,11 +423,11 @@ window.SMPositions = {
           `/lp/positions/${dialog.position.client_id}`,
           body
         )
-        SM.notifyDone('Saved your preferences')
+        SM.notifyDone(SM.t('positions_saved_your_preferences'))
         dialog.show = false
         await this.loadPositions()
       } catch (error) {
-        SM.notifyError(error, 'Could not save your preferences')
+        SM.notifyError(error, SM.t('positions_could_not_save_your_preferences'))
       } finally {
         dialog.saving = false
       }
@@ -437,7 +440,7 @@ window.SMPositions = {
           wallet_id: this.superConfig.super_fee_wallet_id
         }
       } catch (error) {
-        SM.notifyError(error, 'Could not load the platform fee')
+        SM.notifyError(error, SM.t('positions_could_not_load_the_platform'))
       }
     },
     platformPercentRule(value) {
@@ -455,10 +458,10 @@ window.SMPositions = {
           super_fee_pct: SM.unitsToFraction(units),
           super_fee_wallet_id: this.platformForm.wallet_id || null
         })
-        SM.notifyDone('Saved the platform fee')
+        SM.notifyDone(SM.t('positions_saved_the_platform_fee'))
         await this.loadSuperConfig()
       } catch (error) {
-        SM.notifyError(error, 'Could not save the platform fee')
+        SM.notifyError(error, SM.t('positions_could_not_save_the_platform'))
       } finally {
         this.platformSaving = false
       }

@@ -35,38 +35,38 @@ window.SMReconciliation = {
           this.reconciliationQuery
         )
       } catch (error) {
-        SM.notifyError(error, 'Could not reconcile')
+        SM.notifyError(error, SM.t('reconciliation_could_not_reconcile'))
       } finally {
         this.reconciliationLoading = false
       }
     },
     reconciliationFigures(m) {
       return [
-        ['Sales', `${m.sales_count} · ${SM.sats(m.sales_gross_sats)}`],
-        ['Sales fiat', SM.fiat(m.sales_fiat, m.currency)],
-        ['Platform fee', SM.sats(m.platform_fee.sats)],
-        ['Operator commission', SM.sats(m.operator_split.sats)],
-        ['LP payouts (flow)', SM.sats(m.lp_flow.sats)],
-        ['LP payouts (fixed)', SM.sats(m.lp_fixed.sats)],
-        ['LP balance settlements', SM.sats(m.lp_settlement.sats)],
+        [SM.t('rec_sales'), `${m.sales_count} · ${SM.sats(m.sales_gross_sats)}`],
+        [SM.t('rec_sales_fiat'), SM.fiat(m.sales_fiat, m.currency)],
+        [SM.t('rec_platform_fee'), SM.sats(m.platform_fee.sats)],
+        [SM.t('rec_operator_commission'), SM.sats(m.operator_split.sats)],
+        [SM.t('rec_lp_flow'), SM.sats(m.lp_flow.sats)],
+        [SM.t('rec_lp_fixed'), SM.sats(m.lp_fixed.sats)],
+        [SM.t('rec_lp_settlements'), SM.sats(m.lp_settlement.sats)],
         [
-          'Autoforwards',
+          SM.t('rec_autoforwards'),
           `${SM.sats(m.autoforward.sats)}` +
-            (m.autoforward_failed ? ` (${m.autoforward_failed} failed)` : '')
+            (m.autoforward_failed ? SM.t('rec_failed', {count: m.autoforward_failed}) : '')
         ],
-        ['Refunds paid', SM.sats(m.refund_paid.sats)],
-        ['Held for refunds', SM.sats(m.refund_held_sats)],
-        ['Held in the wallet', SM.sats(m.held_sats)]
+        [SM.t('rec_refunds_paid'), SM.sats(m.refund_paid.sats)],
+        [SM.t('rec_held_refunds'), SM.sats(m.refund_held_sats)],
+        [SM.t('rec_held_wallet'), SM.sats(m.held_sats)]
       ]
     },
     reconciliationWallet(m) {
       const w = m.wallet
       return [
-        ['Sales paid in', SM.sats(w.sales_in_sats)],
-        ['Top-ups and other incoming', SM.sats(Math.floor(w.other_incoming_msat / 1000))],
-        ['Completed legs paid out', SM.sats(w.legs_out_sats)],
-        ['Expected balance', SM.sats(w.expected_balance_sats)],
-        ['LNbits balance', SM.sats(w.lnbits_balance_sats)]
+        [SM.t('rec_sales_in'), SM.sats(w.sales_in_sats)],
+        [SM.t('rec_other_incoming'), SM.sats(Math.floor(w.other_incoming_msat / 1000))],
+        [SM.t('rec_legs_out'), SM.sats(w.legs_out_sats)],
+        [SM.t('rec_expected'), SM.sats(w.expected_balance_sats)],
+        [SM.t('rec_lnbits_balance'), SM.sats(w.lnbits_balance_sats)]
       ]
     }
   }

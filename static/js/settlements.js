@@ -29,32 +29,32 @@ window.SMSettlements = {
       },
       actionBusy: false,
       settlementColumns: [
-        {name: 'created', label: 'Date', field: 'created_at', align: 'left'},
-        {name: 'machine', label: 'Machine', field: 'machine_id', align: 'left'},
-        {name: 'status', label: 'Status', field: 'status', align: 'left'},
-        {name: 'gross', label: 'Gross', field: 'gross_sats', align: 'right'},
-        {name: 'net', label: 'Net', field: 'net_sats', align: 'right'},
+        {name: 'created', get label() { return SM.t('positions_date') }, field: 'created_at', align: 'left'},
+        {name: 'machine', get label() { return SM.t('fixed_machine') }, field: 'machine_id', align: 'left'},
+        {name: 'status', get label() { return SM.t('lps_status') }, field: 'status', align: 'left'},
+        {name: 'gross', get label() { return SM.t('settlements_gross') }, field: 'gross_sats', align: 'right'},
+        {name: 'net', get label() { return SM.t('settlements_net') }, field: 'net_sats', align: 'right'},
         {
           name: 'commission',
-          label: 'Commission',
+          get label() { return SM.t('dialogs_commission') },
           field: 'commission_sats',
           align: 'right'
         },
-        {name: 'fiat', label: 'Fiat', field: 'fiat_amount', align: 'right'},
+        {name: 'fiat', get label() { return SM.t('fixed_fiat') }, field: 'fiat_amount', align: 'right'},
         {name: 'actions', label: '', field: 'id', align: 'right'}
       ],
       legColumns: [
-        {name: 'type', label: 'Type', field: 'leg_type', align: 'left'},
+        {name: 'type', get label() { return SM.t('positions_type') }, field: 'leg_type', align: 'left'},
         {
           name: 'destination',
-          label: 'Destination',
+          get label() { return SM.t('settlements_destination') },
           field: 'destination_wallet_id',
           align: 'left'
         },
-        {name: 'sats', label: 'Sats', field: 'amount_sats', align: 'right'},
-        {name: 'fiat', label: 'Fiat', field: 'fiat_amount', align: 'right'},
-        {name: 'status', label: 'Status', field: 'status', align: 'left'},
-        {name: 'error', label: 'Error or reason', field: 'error', align: 'left'}
+        {name: 'sats', get label() { return SM.t('positions_sats_2') }, field: 'amount_sats', align: 'right'},
+        {name: 'fiat', get label() { return SM.t('fixed_fiat') }, field: 'fiat_amount', align: 'right'},
+        {name: 'status', get label() { return SM.t('lps_status') }, field: 'status', align: 'left'},
+        {name: 'error', get label() { return SM.t('settlements_error_or_reason') }, field: 'error', align: 'left'}
       ],
       payments: [],
       paymentsLoading: false,
@@ -66,24 +66,24 @@ window.SMSettlements = {
         settlement_id: ''
       },
       paymentColumns: [
-        {name: 'created', label: 'Date', field: 'created_at', align: 'left'},
-        {name: 'type', label: 'Type', field: 'leg_type', align: 'left'},
+        {name: 'created', get label() { return SM.t('positions_date') }, field: 'created_at', align: 'left'},
+        {name: 'type', get label() { return SM.t('positions_type') }, field: 'leg_type', align: 'left'},
         {
           name: 'destination',
-          label: 'Destination',
+          get label() { return SM.t('settlements_destination') },
           field: 'destination_wallet_id',
           align: 'left'
         },
-        {name: 'sats', label: 'Sats', field: 'amount_sats', align: 'right'},
-        {name: 'fiat', label: 'Fiat', field: 'fiat_amount', align: 'right'},
-        {name: 'status', label: 'Status', field: 'status', align: 'left'},
+        {name: 'sats', get label() { return SM.t('positions_sats_2') }, field: 'amount_sats', align: 'right'},
+        {name: 'fiat', get label() { return SM.t('fixed_fiat') }, field: 'fiat_amount', align: 'right'},
+        {name: 'status', get label() { return SM.t('lps_status') }, field: 'status', align: 'left'},
         {
           name: 'settlement',
-          label: 'Settlement',
+          get label() { return SM.t('dialogs_settlement') },
           field: 'settlement_id',
           align: 'left'
         },
-        {name: 'error', label: 'Error or reason', field: 'error', align: 'left'}
+        {name: 'error', get label() { return SM.t('settlements_error_or_reason') }, field: 'error', align: 'left'}
       ]
     }
   },
@@ -137,7 +137,7 @@ window.SMSettlements = {
           limit: 50
         })
       } catch (error) {
-        SM.notifyError(error, 'Could not load the settlements')
+        SM.notifyError(error, SM.t('settlements_could_not_load_the_settlements'))
       } finally {
         this.settlementsLoading = false
       }
@@ -152,7 +152,7 @@ window.SMSettlements = {
         this.detail.wait_reason = data.wait_reason
       } catch (error) {
         this.detail.show = false
-        SM.notifyError(error, 'Could not open the settlement')
+        SM.notifyError(error, SM.t('settlements_could_not_open_the_settlement'))
       } finally {
         this.detail.loading = false
       }
@@ -164,14 +164,16 @@ window.SMSettlements = {
     },
     legDestination(leg) {
       const wallet = leg.destination_wallet_id
-      if (leg.leg_type === 'super_fee') return 'Platform'
+      if (leg.leg_type === 'super_fee') return SM.t('index_platform')
       if (leg.client_id && this.clientById[leg.client_id]) {
-        return `LP ${this.clientName(this.clientById[leg.client_id])}`
+        return SM.t('settlements_lp', {
+          name: this.clientName(this.clientById[leg.client_id])
+        })
       }
       if (wallet && this.walletById[wallet]) return this.walletById[wallet].name
       if (leg.label) return leg.label
-      if (!wallet) return 'stays in the machine wallet'
-      return `Wallet ${SM.shortId(wallet)}`
+      if (!wallet) return SM.t('settlements_stays_in_the_machine_wallet')
+      return SM.t('wallet_short', {id: SM.shortId(wallet)})
     },
     async retrySettlement() {
       this.actionBusy = true
@@ -180,10 +182,10 @@ window.SMSettlements = {
           'POST',
           `/settlements/${this.detail.settlement.id}/retry`
         )
-        SM.notifyDone(`Retried: the settlement is ${s.status}`)
+        SM.notifyDone(SM.t('settlements_retried', {status: SM.word(s.status)}))
         await this.refreshDetail()
       } catch (error) {
-        SM.notifyError(error, 'Could not retry the settlement')
+        SM.notifyError(error, SM.t('settlements_could_not_retry_the_settlement'))
       } finally {
         this.actionBusy = false
       }
@@ -203,10 +205,10 @@ window.SMSettlements = {
           }
         )
         this.noteDialog.show = false
-        SM.notifyDone('Note added')
+        SM.notifyDone(SM.t('settlements_note_added'))
         await this.openSettlement(this.detail.settlement.id)
       } catch (error) {
-        SM.notifyError(error, 'Could not add the note')
+        SM.notifyError(error, SM.t('settlements_could_not_add_the_note'))
       } finally {
         this.noteDialog.saving = false
       }
@@ -230,7 +232,7 @@ window.SMSettlements = {
       const sats = Number(value)
       return (
         (/^\d+$/.test(String(value).trim()) && sats <= gross) ||
-        `Whole sats from 0 to ${LNbits.utils.formatSat(gross)}`
+        SM.t('settlements_whole_sats', {max: LNbits.utils.formatSat(gross)})
       )
     },
     async partialDispense() {
@@ -251,10 +253,10 @@ window.SMSettlements = {
           body
         )
         dialog.show = false
-        SM.notifyDone(`Rescaled: the settlement is ${s.status}`)
+        SM.notifyDone(SM.t('settlements_rescaled', {status: SM.word(s.status)}))
         await this.refreshDetail()
       } catch (error) {
-        SM.notifyError(error, 'Could not apply the partial dispense')
+        SM.notifyError(error, SM.t('settlements_could_not_apply_the_partial'))
       } finally {
         dialog.saving = false
       }
@@ -272,7 +274,7 @@ window.SMSettlements = {
         this.payments = more ? [...this.payments, ...rows] : rows
         this.paymentsMore = rows.length === PAYMENT_PAGE
       } catch (error) {
-        SM.notifyError(error, 'Could not load the payment legs')
+        SM.notifyError(error, SM.t('settlements_could_not_load_the_payment'))
       } finally {
         this.paymentsLoading = false
       }

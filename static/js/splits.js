@@ -19,11 +19,11 @@ window.SMSplits = {
       return [
         {
           value: 'default',
-          label: 'Default (every machine without an override)'
+          get label() { return SM.t('splits_default_every_machine_without_an') }
         },
         ...this.machines.map(m => ({
           value: m.id,
-          label: `Override for ${m.name}`
+          label: SM.t('splits_override_for', {name: m.name})
         }))
       ]
     },
@@ -37,19 +37,19 @@ window.SMSplits = {
       return `${SM.unitsToPercentText(this.splitTotalUnits)} %`
     },
     splitProblem() {
-      if (!this.splitLegs.length) return 'Add at least one wallet.'
+      if (!this.splitLegs.length) return SM.t('splits_add_at_least_one_wallet')
       if (this.splitLegs.some(leg => !leg.wallet_id))
-        return 'Pick a wallet for every leg.'
+        return SM.t('splits_pick_a_wallet_for_every')
       const wallets = this.splitLegs.map(leg => leg.wallet_id)
       if (new Set(wallets).size !== wallets.length) {
-        return 'Each wallet may appear only once.'
+        return SM.t('splits_each_wallet_may_appear_only')
       }
       if (this.splitUnits.some(units => units === null || units === 0)) {
-        return 'Every share must be a percentage above 0, at most 4 decimals.'
+        return SM.t('splits_every_share_must_be_a')
       }
       const diff = SM.WHOLE - this.splitTotalUnits
-      if (diff > 0) return `${SM.unitsToPercentText(diff)} % left to assign.`
-      if (diff < 0) return `${SM.unitsToPercentText(-diff)} % too much.`
+      if (diff > 0) return SM.t('splits_left', {percent: SM.unitsToPercentText(diff)})
+      if (diff < 0) return SM.t('splits_too_much', {percent: SM.unitsToPercentText(-diff)})
       return null
     },
     splitDirty() {
@@ -62,17 +62,14 @@ window.SMSplits = {
         .filter(leg => leg.wallet_id && !known.has(leg.wallet_id))
         .map(leg => ({
           value: leg.wallet_id,
-          label: `Wallet ${SM.shortId(leg.wallet_id)}`
+          label: SM.t('wallet_short', {id: SM.shortId(leg.wallet_id)})
         }))
       return [...this.ownWalletOptions, ...extra]
     },
     splitDefaultSummary() {
       const name = this.machineName(this.splitScope)
       if (!this.defaultSplits.length) {
-        return (
-          `${name} has no override, and no default split is set yet: ` +
-          "the operator's share of its commissions stays in the machine wallet."
-        )
+        return SM.t('splits_no_override_no_default', {name})
       }
       const legs = this.defaultSplits
         .map(
@@ -80,7 +77,7 @@ window.SMSplits = {
             `${s.label || this.walletLabel(s.wallet_id)} ${SM.percent(s.pct)}`
         )
         .join(', ')
-      return `${name} has no override: it uses the default split (${legs}).`
+      return SM.t('splits_uses_default', {name, legs})
     },
     operatorSharePercent() {
       if (!this.superConfig) return null
@@ -119,7 +116,7 @@ window.SMSplits = {
         this.splitLegs = this.toEditorLegs(rows)
         this.splitSaved = this.toEditorLegs(rows)
       } catch (error) {
-        SM.notifyError(error, 'Could not load the commission split')
+        SM.notifyError(error, SM.t('splits_could_not_load_the_commission'))
       } finally {
         this.splitsLoading = false
       }
@@ -146,7 +143,7 @@ window.SMSplits = {
       const units = SM.parsePercent(value)
       return (
         (units !== null && units > 0) ||
-        'Above 0, up to 100, at most 4 decimals'
+        SM.t('splits_percent_rule')
       )
     },
     async saveSplits() {
@@ -162,10 +159,10 @@ window.SMSplits = {
       this.splitsSaving = true
       try {
         await SM.request('PUT', '/commission-splits', body)
-        SM.notifyDone('Saved the commission split')
+        SM.notifyDone(SM.t('splits_saved_the_commission_split'))
         await this.loadSplits()
       } catch (error) {
-        SM.notifyError(error, 'Could not save the commission split')
+        SM.notifyError(error, SM.t('splits_could_not_save_the_commission'))
       } finally {
         this.splitsSaving = false
       }
@@ -173,19 +170,19 @@ window.SMSplits = {
     clearSplits() {
       const message =
         this.splitScope === 'default'
-          ? 'Clear the default split? Machines without an override then keep ' +
-            "the operator's share of each commission in the machine wallet."
-          : `Remove the override for ${this.machineName(this.splitScope)}? ` +
-            'It then uses the default split.'
+          ? SM.t('splits_clear_the_default_split_machines')
+          : SM.t('splits_remove_override', {
+              name: this.machineName(this.splitScope)
+            })
       LNbits.utils.confirmDialog(message).onOk(async () => {
         try {
           await SM.request('DELETE', '/commission-splits', null, {
             machine_id: this.splitScope === 'default' ? null : this.splitScope
           })
-          SM.notifyDone('Cleared')
+          SM.notifyDone(SM.t('splits_cleared'))
           await this.loadSplits()
         } catch (error) {
-          SM.notifyError(error, 'Could not clear the commission split')
+          SM.notifyError(error, SM.t('splits_could_not_clear_the_commission'))
         }
       })
     }

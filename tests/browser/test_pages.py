@@ -172,7 +172,7 @@ def test_operator_sells_and_lp_sees_payout(
     with browser_session(browser, lnbits.base) as s:
         page = s.page
         s.login(operator)
-        s.test_id("overview").wait_for()  # the first tab
+        s.test_id("first-run").wait_for()  # no machine yet: the guide
         s.tab("Machines")
 
         # --- a machine --------------------------------------------------------

@@ -5,6 +5,7 @@ difference."""
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -75,4 +76,17 @@ def test_operator_reconciles_and_sees_a_difference_explained(
         section.scroll_into_view_if_needed()
         page.wait_for_timeout(300)
         s.shot(screenshots, "reconciliation")
+
+        # Yesterday's books, closed today: the wallet as of yesterday's end,
+        # before the payment out (and the top-up), balances.
+        yesterday = (datetime.now(timezone.utc) - timedelta(days=1)).date()
+        section.get_by_label("To (YYYY-MM-DD)").fill(yesterday.isoformat())
+        section.get_by_role("button", name="Reconcile").click()
+        expect(result).to_contain_text("The books close")
+        expect(s.test_id("reconciliation-as-of").first).to_contain_text("as of")
+        expect(section.get_by_role("link", name="CSV")).to_have_attribute(
+            "href",
+            "/satmachineadmin/api/v1/dca/export/reconciliation.csv"
+            f"?until={yesterday.isoformat()}",
+        )
         assert s.errors == [], s.errors

@@ -85,7 +85,7 @@ def test_manual_and_lamassu_sources_from_the_console(
                 time.sleep(0.2)
             assert rows[0]["status"] == "awaiting_funds", rows
             s.tab("Settlements")
-            page.get_by_text("awaiting_funds").first.wait_for(timeout=20_000)
+            page.get_by_text("awaiting funds").first.wait_for(timeout=20_000)
             s.tab("Machines")
             expect(row.locator('[data-test="machine-owes"]')).to_contain_text(
                 "8,001", timeout=20_000

@@ -6,17 +6,54 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
+from lamassu_db import HOST, PORT
 from nostr_relay import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 PASSWORD = "demo-test-password"
+API = "/satmachineadmin/api/v1/dca"
+
+
+def _postgres_answers() -> bool:
+    try:
+        socket.create_connection((HOST, PORT), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+# The demo shows a Lamassu machine when a local PostgreSQL answers.
+LAMASSU = {"lamassu"} if _postgres_answers() else set()
+
+
+def _login(client: httpx.Client, username: str) -> dict[str, str]:
+    token = client.post(
+        "/api/v1/auth", json={"username": username, "password": PASSWORD}
+    ).json()["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+def _wait(read, client, path, headers, log, until=bool, seconds: float = 90):
+    """``read()`` again until ``until(value)``; the last value, or a failure
+    that says what was seen."""
+    deadline = time.monotonic() + seconds
+    while True:
+        value = read()
+        if until(value):
+            return value
+        if time.monotonic() > deadline:
+            seen = client.get(path, headers=headers).text[:2000]
+            raise AssertionError(f"{path} never got there: {seen}\n{_tail(log)}")
+        time.sleep(0.5)
 
 
 def _demo_env() -> dict[str, str]:
@@ -108,7 +145,9 @@ def test_demo_comes_alive_on_a_fresh_folder():
             machines = client.get(
                 "/satmachineadmin/api/v1/dca/machines", headers=headers
             ).json()
-            assert len(machines) == 2
+            # two bitSpire machines, a manual one, and a Lamassu one with
+            # PostgreSQL
+            assert len(machines) == 3 + len(LAMASSU)
             assert any(m["online"] for m in machines)  # beacons arrived
             overview = client.get(
                 "/satmachineadmin/api/v1/dca/overview", headers=headers
@@ -124,6 +163,55 @@ def test_demo_comes_alive_on_a_fresh_folder():
             )
             assert positions.status_code == 200, positions.text
             assert len(positions.json()) == 1
+
+            # Every mode: the manual and (with PostgreSQL) the Lamassu machine
+            # have processed sales, beside the bitSpire ones.
+            sources = _wait(
+                lambda: (
+                    {
+                        s["source"]
+                        for s in client.get(
+                            f"{API}/settlements?status=processed", headers=headers
+                        ).json()
+                    }
+                    >= ({"bitspire", "manual"} | LAMASSU)
+                ),
+                client,
+                f"{API}/settlements?status=processed",
+                headers,
+                log,
+            )
+            assert sources
+            # The fixed-mode LP bought at LNbits' rate (the demo's price feed),
+            # and sees what its sats are worth now.
+            lp4 = _login(client, "demo_lp4")
+            dashboard = _wait(
+                lambda: client.get(f"{API}/lp/dashboard", headers=lp4).json(),
+                client,
+                f"{API}/lp/dashboard",
+                lp4,
+                log,
+                until=lambda d: (
+                    d["totals"]["purchases_count"] >= 1
+                    and d["totals"]["by_currency"][0]["current_value"] is not None
+                ),
+            )
+            fixed = dashboard["totals"]["by_currency"][0]
+            assert Decimal(str(fixed["fiat_spent"])) == Decimal(10)  # 480 / 48
+            assert fixed["gain"] is not None
+            # demo_lp1 forwards its sats to its Savings wallet.
+            lp1 = _login(client, "demo_lp1")
+            _wait(
+                lambda: client.get(f"{API}/lp/dashboard", headers=lp1).json(),
+                client,
+                f"{API}/lp/dashboard",
+                lp1,
+                log,
+                until=lambda d: d["totals"]["forwarded_sats"] > 0,
+            )
+        text = log.read_text(errors="replace")
+        assert "Error calculating fiat amount" not in text, _tail(log)
+        assert ("Lamassu:     Xela (Lamassu)" in text) == bool(LAMASSU), _tail(log)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGINT)

@@ -466,6 +466,7 @@ async def test_series_is_cumulative_per_day_with_ranges(http, operator, make_use
         )
     ).json()
     assert week["start_sats"] == 1_000
+    assert week["until"] == datetime.now(timezone.utc).date().isoformat()
     assert [p["cumulative_sats"] for p in week["points"]] == [6_000, 10_000]
     bad = await call(http, lp, "GET", "/lp/payments/series?range=2w")
     assert bad.status_code == 422

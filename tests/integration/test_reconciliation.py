@@ -3,6 +3,7 @@ through invoices, the real pipeline, wallet balances read from LNbits."""
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from datetime import datetime, timedelta, timezone
@@ -141,6 +142,68 @@ async def test_period_filters_sales_but_the_wallet_is_checked_to_now(
     assert r["sales_count"] == 2
     body = await report(http, operator, machine_id=machine.id, until=today)
     assert body["until"].startswith(tomorrow)  # a date as `until` is the whole day
+
+
+async def past_a_whole_second() -> datetime:
+    """A moment after everything so far and before anything from now on,
+    even where a database keeps whole seconds: the next whole second, once
+    the clock has passed it."""
+    now = datetime.now(timezone.utc)
+    moment = now.replace(microsecond=0) + timedelta(seconds=1)
+    await asyncio.sleep((moment - now).total_seconds() + 0.01)
+    return moment
+
+
+async def test_a_closed_period_still_balances_after_later_sales_and_top_ups(
+    http, operator, make_user, customer
+):
+    """An operator closing November in December: the wallet block is as of
+    the period's end, from LNbits' payments up to then, not today's balance."""
+    machine, _, settlements = await two_sales_with_a_top_up(
+        http, operator, make_user, customer
+    )
+    balance_then = await wallet_balance(machine.wallet_id)
+    close = await past_a_whole_second()
+    await credit(machine.wallet_id, 7_000)  # a later top-up
+    later = await make_sale(
+        http, operator.wallets[1], customer.wallet,
+        dca_sale(machine, fiat="100"),
+    )  # fmt: skip
+    await wait_for_settlement(later)
+    assert await wallet_balance(machine.wallet_id) != balance_then
+
+    until = close.isoformat().replace("+00:00", "Z")
+    body = await report(http, operator, machine_id=machine.id, until=until)
+    assert body["as_of"] == body["until"] and body["until"].startswith(until[:19])
+    r = body["machines"][0]
+    w = r["wallet"]
+    assert w["as_of"] == body["as_of"]
+    assert r["sales_count"] == 2
+    assert w["lnbits_balance_sats"] == balance_then
+    assert w["sales_in_sats"] == sum(s.gross_sats for s in settlements)
+    assert w["other_incoming_msat"] == 10_000_000
+    assert (w["difference_msat"], w["balanced"], w["differences"]) == (0, True, [])
+    assert r["ok"] is True
+
+    now = await machine_report(http, operator, machine.id)
+    assert now["sales_count"] == 3
+    assert now["wallet"]["lnbits_balance_sats"] == await wallet_balance(
+        machine.wallet_id
+    )
+    assert now["wallet"]["other_incoming_msat"] == 17_000_000
+    assert now["wallet"]["balanced"] is True, now["wallet"]
+
+    response = await http.get(
+        f"{API}/export/reconciliation.csv",
+        params={"machine_id": machine.id, "until": until},
+        headers=operator.headers,
+    )
+    rows = list(csv.reader(io.StringIO(response.text)))
+    as_of = {(row[3], row[4]): row[10] for row in rows if row[4] == "as_of"}
+    assert as_of[("period", "as_of")].startswith(until[:19])
+    assert as_of[("wallet", "as_of")].startswith(until[:19])
+    balances = [row for row in rows if row[4] == "lnbits_balance"]
+    assert [row[7] for row in balances] == [str(balance_then)]
 
 
 async def test_a_wallet_with_more_payments_than_lnbits_returns_a_call_balances(
