@@ -99,6 +99,24 @@ PER_DB: list[tuple[str, list[str], float]] = [
         3.5,
     ),
     ("fleet", ["process/test_fleet_simulation.py"], 4.0),
+    (
+        "lamassu",
+        [
+            "integration/test_lamassu_field.py",
+            "process/test_lamassu_ssh_kill.py",
+        ],
+        2.0,
+    ),
+    (
+        "upgrade",
+        [
+            "integration/test_upgrade_v1_plan.py",
+            "process/test_migration_states.py",
+            "process/test_upgrade_v1.py",
+            "process/test_release_install.py",
+        ],
+        2.0,
+    ),
     # Process tests mostly wait (for a restart, a lease, a slot's minute):
     # apart, they overlap the shards that compute.
     ("kill-payouts", ["process/test_process_death.py"], 3.0),
