@@ -86,7 +86,7 @@ demo: $(STAMP)
 # The suite runs as shards, JOBS at a time (tests/shards.py): `make test` on
 # SQLite, `make test-pg` on PostgreSQL, `make test-all` on both (what CI runs).
 # One file or test, plain pytest: `make pytest TESTS=tests/unit`.
-JOBS ?= 3
+JOBS ?= 4
 test: $(STAMP) relay-venv
 	$(PY) tests/shards.py --db sqlite --jobs $(JOBS) $(PYTEST_ARGS)
 

@@ -58,10 +58,10 @@ class Shard:
 # world per cell, so it runs apart from the flows it would slow down.
 PER_DB: list[tuple[str, list[str], float]] = [
     ("authz", ["integration/test_api_authz.py"], 4.0),
+    ("fuzz", ["integration/test_api_fuzz.py"], 2.5),
     (
         "api",
         [
-            "integration/test_api_fuzz.py",
             "integration/test_api_input.py",
             "integration/test_api_lists.py",
             "integration/test_api_routes.py",
@@ -71,7 +71,7 @@ PER_DB: list[tuple[str, list[str], float]] = [
             "integration/test_smoke.py",
             "integration/test_sources_parse.py",
         ],
-        4.0,
+        3.5,
     ),
     (
         "recovery",
@@ -81,7 +81,7 @@ PER_DB: list[tuple[str, list[str], float]] = [
             "integration/test_pipeline.py",
             "integration/test_notifications.py",
         ],
-        3.5,
+        2.5,
     ),
     (
         "money",
@@ -96,19 +96,37 @@ PER_DB: list[tuple[str, list[str], float]] = [
             "integration/test_telemetry.py",
             "integration/test_demo.py",
         ],
-        3.5,
+        4.5,
     ),
-    ("fleet", ["process/test_fleet_simulation.py"], 4.0),
+    ("fleet", ["process/test_fleet_simulation.py"], 4.5),
+    (
+        "lamassu",
+        [
+            "integration/test_lamassu_field.py",
+            "process/test_lamassu_ssh_kill.py",
+        ],
+        2.0,
+    ),
+    (
+        "upgrade",
+        [
+            "integration/test_upgrade_v1_plan.py",
+            "process/test_migration_states.py",
+            "process/test_upgrade_v1.py",
+            "process/test_release_install.py",
+        ],
+        2.0,
+    ),
     # Process tests mostly wait (for a restart, a lease, a slot's minute):
     # apart, they overlap the shards that compute.
     ("kill-payouts", ["process/test_process_death.py"], 3.0),
-    ("kill-forward", ["process/test_autoforward_kill.py"], 2.5),
-    ("kill-slots", ["process/test_fixed_slots_kill.py"], 3.0),
+    ("kill-forward", ["process/test_autoforward_kill.py"], 1.5),
+    ("kill-slots", ["process/test_fixed_slots_kill.py"], 3.2),
 ]
 # Once, whatever the database: pure code, and the pages (on SQLite).
 ONCE: list[tuple[str, list[str], float]] = [
     ("unit", ["unit"], 1.0),
-    ("browser", ["browser"], 4.0),
+    ("browser", ["browser"], 6.0),
 ]
 PREFIX = {"sqlite": "sq", "postgres": "pg"}
 
@@ -276,7 +294,7 @@ def run_all(shards: list[Shard], jobs: int, timeout: float, extra: list[str]) ->
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--db", default="sqlite,postgres", help="sqlite,postgres")
-    parser.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", 3)))
+    parser.add_argument("--jobs", type=int, default=int(os.environ.get("JOBS", 4)))
     parser.add_argument("--only", default="", help="comma-separated shard names")
     parser.add_argument("--shard-timeout", type=float, default=1200.0)
     parser.add_argument("--list", action="store_true", help="show the shards")

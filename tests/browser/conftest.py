@@ -43,6 +43,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 STARTUP_TIMEOUT_S = 90
+PAGE_TIMEOUT_MS = 60_000  # Playwright's waits and expect() in every test
 
 
 def missing_requirement() -> str | None:
@@ -245,8 +246,10 @@ def lnbits(live_lnbits: str) -> Iterator[Lnbits]:
 
 @pytest.fixture(scope="session")
 def browser(live_lnbits: str) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    # A loaded machine is slow, not wrong: every wait of a page has a minute.
+    expect.set_options(timeout=PAGE_TIMEOUT_MS)
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield chromium

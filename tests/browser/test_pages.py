@@ -33,7 +33,7 @@ except ImportError:  # conftest.py skips these tests, saying why
     expect = None
 
 EXT_PAGE = "/satmachineadmin/"
-TIMEOUT_MS = 15_000
+TIMEOUT_MS = 60_000
 
 # Two sales of 500 GTQ at 772 114 GTQ/BTC with a 3 % commission; the LP
 # deposited 2 000 GTQ and so receives all of each sale's principal.
@@ -117,7 +117,7 @@ class Session:
             page.evaluate("window.scrollTo(0, 0)")
         page.evaluate("document.activeElement && document.activeElement.blur()")
         page.mouse.move(1400, 940)  # no hover highlight
-        expect(page.locator(".q-notification")).to_have_count(0, timeout=15_000)
+        expect(page.locator(".q-notification")).to_have_count(0)
         page.wait_for_load_state("networkidle")
         page.wait_for_timeout(500)
         # 256 colours keep the PNGs small enough for the repository.

@@ -45,8 +45,24 @@ class Actor:
         return self.wallets[0]
 
 
+_exit_status: list[int] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    _exit_status.append(int(exitstatus))
+
+
+@pytest.hookimpl(trylast=True)
 def pytest_unconfigure(config: pytest.Config) -> None:
     harness.teardown()
+    # A database connection that a cancelled task held (a test stops the
+    # extension mid-payout on purpose) is never given back to SQLAlchemy's
+    # pool, and its aiosqlite worker thread, not a daemon, would keep this
+    # process waiting at exit forever after the summary was printed.
+    if _exit_status:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status[-1])
 
 
 @pytest.fixture(scope="session")
