@@ -228,15 +228,6 @@ async def restart_lamassu_source(machine_id: str, start_at: datetime) -> None:
         )
 
 
-async def delete_lamassu_source(machine_id: str) -> None:
-    async with connection() as c:
-        await _execute(
-            c,
-            f"DELETE FROM {S}.lamassu_sources WHERE machine_id = :m",
-            {"m": machine_id},
-        )
-
-
 # --- cash-outs the operator ignored; which ones landed ---------------------------
 
 
@@ -273,11 +264,6 @@ async def list_ignored(
                 LamassuIgnored,
             )
     return found
-
-
-async def get_ignored(machine_id: str, txid: str) -> LamassuIgnored | None:
-    rows = await list_ignored(machine_id, [txid])
-    return rows[0] if rows else None
 
 
 async def add_ignored(row: LamassuIgnored) -> bool:

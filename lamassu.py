@@ -203,7 +203,7 @@ def _decimal(value: Any) -> Decimal | None:
 
 class SourceUnreadableError(Exception):
     """The Lamassu database could not be read; the message is in words and
-    holds no secret. ``step`` names what failed (see ``TestSteps``)."""
+    holds no secret. ``step`` names what failed (see ``TestOutcome``)."""
 
     def __init__(self, message: str, step: str = "database"):
         super().__init__(message)
@@ -308,6 +308,11 @@ def _tunnel_words(exc: BaseException, source: LamassuSource) -> str | None:
     if isinstance(exc, (ConnectionError, asyncpg.InterfaceError, OSError)) and not (
         isinstance(exc, (asyncio.TimeoutError, TimeoutError))
     ):
+        if not ssh_tunnel.alive(source.machine_id):
+            return (
+                f"the SSH connection to {source.ssh_host}:{source.ssh_port or 22} "
+                "was lost"
+            )
         return (
             f"the SSH tunnel is up but the database at {source.host}:{source.port} "
             "refused the connection (is PostgreSQL listening there, and does the "

@@ -49,6 +49,8 @@ KEYSCAN_TIMEOUT_S = 10
 KEY_TYPES = ("ssh-ed25519", "ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384",
              "ecdsa-sha2-nistp521", "rsa-sha2-512", "ssh-rsa")  # fmt: skip
 PR_SET_PDEATHSIG = 1
+# Where the short-lived key folders go (None: the system's temporary folder).
+TMP_ROOT: str | None = None
 
 
 class SshError(Exception):
@@ -136,7 +138,7 @@ async def _run(
 async def generate_key_pair() -> tuple[str, str]:
     """A new Ed25519 key pair: (private key text, public key line)."""
     keygen = _binary("ssh-keygen", "openssh-client")
-    folder = Path(tempfile.mkdtemp(prefix="satmachineadmin-key-"))  # mode 700
+    folder = Path(tempfile.mkdtemp(prefix="satmachineadmin-key-", dir=TMP_ROOT))
     try:
         path = folder / "id_ed25519"
         code, _, err = await _run(
@@ -283,7 +285,7 @@ def _classify(stderr: str, target: SshTarget) -> SshError:
 
 async def _start(target: SshTarget, alias: str) -> Tunnel:
     ssh = _binary("ssh", "openssh-client")
-    folder = Path(tempfile.mkdtemp(prefix="satmachineadmin-ssh-"))  # mode 700
+    folder = Path(tempfile.mkdtemp(prefix="satmachineadmin-ssh-", dir=TMP_ROOT))
     try:
         key_path = folder / "id"
         fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -426,6 +428,12 @@ def close_all_now() -> None:
         if tunnel.process.returncode is None:
             with contextlib.suppress(ProcessLookupError):
                 tunnel.process.kill()
+
+
+def alive(key: str) -> bool:
+    """The source's tunnel is open (its ssh process lives)."""
+    tunnel = _tunnels.get(key)
+    return tunnel is not None and tunnel.alive()
 
 
 def tunnel_pids() -> dict[str, int]:

@@ -260,7 +260,7 @@ async def test_sshd_stopped_mid_poll_loses_nothing(
     monkeypatch.setattr(source_module, "land_rows", land_then_stop_sshd)
     try:
         cut = await call(http, op, "POST", url + "/poll")
-        assert cut["error"] and cut["landed"] == 2, cut
+        assert cut["landed"] == 2 and "SSH" in cut["error"], cut
         down = await call(http, op, "POST", url + "/poll")
         assert "connection refused" in down["error"] and down["landed"] == 0, down
         status = await call(http, op, "GET", url)
@@ -405,13 +405,26 @@ async def test_a_machines_past_lands_only_by_import_and_ignored_never(
     await wait_final(op, machine["id"], 12)
 
 
-async def test_secrets_are_not_in_the_database_in_clear(http, make_user, lamassu, sshd):
-    from satmachineadmin import crud_sources
+async def test_secrets_are_not_in_the_database_in_clear(
+    http, make_user, lamassu, sshd, monkeypatch, tmp_path
+):
+    from loguru import logger
+    from satmachineadmin import crud_sources, ssh_tunnel
     from satmachineadmin.secret_box import is_sealed, open_secret
 
+    monkeypatch.setattr(ssh_tunnel, "TMP_ROOT", str(tmp_path))
     op = await make_user("op_sec", extra_wallets=1)
     device = await new_device(lamassu, "sec")
-    machine = await ssh_source(http, op, lamassu, sshd, device)
+    lines: list[str] = []
+    sink = logger.add(lambda message: lines.append(str(message)), level="DEBUG")
+    try:
+        machine = await ssh_source(http, op, lamassu, sshd, device)
+        polled = await call(http, op, "POST", f"/machines/{machine['id']}/lamassu/poll")
+        assert polled["error"] is None, polled
+    finally:
+        logger.remove(sink)
+    # The key was on disk (mode 600, folder 700) only until the tunnel was up.
+    assert os.listdir(tmp_path) == []
     source = await crud_sources.get_lamassu_source(machine["id"])
     assert source is not None
     assert is_sealed(source.password) and is_sealed(source.ssh_private_key)
@@ -442,6 +455,9 @@ async def test_secrets_are_not_in_the_database_in_clear(http, make_user, lamassu
         assert "lamassu_sources" in dump  # the right files were read
     assert lamassu.reader_password not in dump
     assert key_body not in dump
+    logged = "\n".join(lines)
+    assert "PRIVATE KEY" not in logged and key_body not in logged
+    assert lamassu.reader_password not in logged
 
 
 async def test_a_changed_source_keeps_its_settlements_and_starts_from_the_change(
