@@ -1075,6 +1075,15 @@ def _plan_legs(ctx: _Ctx, settlement_of: dict[str, str]) -> None:
 
 def _plan_notes(ctx: _Ctx) -> None:
     carry = ctx.carry
+    unsettled = [leg for leg in carry.legs if leg.status == "voided"]
+    if unsettled:
+        carry.after_upgrade.append(
+            f"v1 left {len(unsettled)} payment(s) pending or failed "
+            f"({sum(leg.amount_sats for leg in unsettled)} sats): they are voided "
+            "legs, never paid and not charged to any balance, as v1 counted them; "
+            "if v1 paid one anyway (its status never updated), settle it with the "
+            "LP by hand"
+        )
     if any(c.dca_mode == "fixed" for c in carry.clients):
         carry.after_upgrade.append(
             "v1 never bought for fixed-mode LPs on a schedule: set the machine's "
