@@ -12,6 +12,7 @@ window.SMMachines = {
         show: false,
         saving: false,
         id: null,
+        source: null, // the saved source of the machine being edited
         data: {}
       },
       machineColumns: [
@@ -99,6 +100,7 @@ window.SMMachines = {
     openMachineDialog(machine) {
       if (machine) {
         this.machineDialog.id = machine.id
+        this.machineDialog.source = machine.source || 'bitspire'
         this.machineDialog.data = {
           npub: machine.npub,
           source: machine.source || 'bitspire',
@@ -112,6 +114,7 @@ window.SMMachines = {
         }
       } else {
         this.machineDialog.id = null
+        this.machineDialog.source = null
         this.machineDialog.data = {
           npub: '',
           source: 'bitspire',
@@ -156,7 +159,12 @@ window.SMMachines = {
         if (this.machineDialog.id) {
           const body = {name: d.name.trim()}
           if (fraction === null) body.clear_fallback = true
-          else body.fallback_commission_pct = fraction
+          else if (d.source === 'bitspire') body.fallback_commission_pct = fraction
+          if (d.source !== this.machineDialog.source) {
+            // A change of source (issue 18): settlements stay, it starts now.
+            body.source = d.source
+            if (d.source === 'bitspire') body.npub = d.npub.trim()
+          }
           await SM.request('PUT', `/machines/${this.machineDialog.id}`, body)
           SM.notifyDone(`Saved ${d.name}`)
         } else {

@@ -24,6 +24,19 @@ except ImportError:  # conftest.py skips these tests, saying why
     expect = None
 
 
+def _npub() -> str:
+    import os
+
+    from bech32 import bech32_encode, convertbits
+
+    data = convertbits(os.urandom(32), 8, 5)
+    assert data is not None
+    return bech32_encode("npub", data)
+
+
+NPUB = _npub()
+
+
 def run_async(coroutine: Any) -> Any:
     """Playwright's sync API holds this thread's event loop: use another."""
     with ThreadPoolExecutor(1) as pool:
@@ -136,6 +149,25 @@ def test_manual_and_lamassu_sources_from_the_console(
             s.test_id("import-confirm").click()
             page.get_by_text("past sale(s) imported").wait_for()
             expect(dialog.locator('[data-test="cash-out-landed"]')).to_have_count(1)
+            dialog.get_by_role("button", name="Close").click()
+            page.keyboard.press("Escape")  # the Lamassu dialog
+            expect(s.test_id("lamassu-form")).to_have_count(0)
+
+            # --- issue 18: the manual machine becomes a bitSpire one ---------
+            row = s.test_id("machines-table").locator("tr").filter(has_text="Shop till")
+            row.locator("button").filter(has_text="edit").click()
+            s.choose(s.test_id("machine-source"), "bitSpire")
+            s.test_id("machine-npub").fill(NPUB)
+            s.test_id("machine-save").click()
+            page.get_by_text("Saved Shop till").wait_for()
+            [shop] = [
+                m
+                for m in lnbits.api(operator, "GET", "/machines")
+                if m["name"] == "Shop till"
+            ]
+            assert shop["source"] == "bitspire" and shop["npub"] == NPUB
+            kept = lnbits.api(operator, "GET", f"/machines/{shop['id']}/settlements")
+            assert [r["source"] for r in kept] == ["manual"]  # its sale stays
             assert s.errors == [], s.errors
     finally:
         run_async(drop_lamassu_db(lamassu))
