@@ -946,11 +946,11 @@ def _plan_deposits(ctx: _Ctx) -> None:
 
 
 def _cash_out_figures(
-    ctx: _Ctx, txid: str
+    c: V1CashOut | None, legs: list[V1Payment]
 ) -> tuple[int, int, int, int, datetime | None, datetime | None, Decimal | None, str]:
     """(gross, net, commission, fiat, when, processed, fee_pct, note) of a
-    cash-out v1 processed."""
-    c = next((c for c in ctx.data.cash_outs if c.lamassu_transaction_id == txid), None)
+    cash-out v1 processed: its ``lamassu_transactions`` row, else its
+    payments."""
     if c is not None:
         return (
             c.crypto_amount,
@@ -962,7 +962,6 @@ def _cash_out_figures(
             c.effective_commission,
             f"v1's lamassu_transactions row {c.id}",
         )
-    legs = [p for p in ctx.data.payments if p.lamassu_transaction_id == txid]
     sats = sum(p.amount_sats for p in legs)
     times = [p.transaction_time or p.created_at for p in legs]
     return (
@@ -981,9 +980,14 @@ def _plan_settlements(ctx: _Ctx) -> dict[str, str]:
     """Every cash-out v1 processed: landed and processed, never again."""
     settlement_of: dict[str, str] = {}
     now = ctx.now
+    rows = {c.lamassu_transaction_id: c for c in ctx.data.cash_outs}
+    legs: dict[str, list[V1Payment]] = {}
+    for p in ctx.data.payments:
+        if p.lamassu_transaction_id:
+            legs.setdefault(p.lamassu_transaction_id, []).append(p)
     for txid in processed_cash_out_ids(ctx.data):
         gross, net, commission, fiat, when, done, fee_pct, note = _cash_out_figures(
-            ctx, txid
+            rows.get(txid), legs.get(txid, [])
         )
         sid = ctx.new_id()
         settlement_of[txid] = sid
@@ -1071,6 +1075,15 @@ def _plan_legs(ctx: _Ctx, settlement_of: dict[str, str]) -> None:
 
 def _plan_notes(ctx: _Ctx) -> None:
     carry = ctx.carry
+    unsettled = [leg for leg in carry.legs if leg.status == "voided"]
+    if unsettled:
+        carry.after_upgrade.append(
+            f"v1 left {len(unsettled)} payment(s) pending or failed "
+            f"({sum(leg.amount_sats for leg in unsettled)} sats): they are voided "
+            "legs, never paid and not charged to any balance, as v1 counted them; "
+            "if v1 paid one anyway (its status never updated), settle it with the "
+            "LP by hand"
+        )
     if any(c.dca_mode == "fixed" for c in carry.clients):
         carry.after_upgrade.append(
             "v1 never bought for fixed-mode LPs on a schedule: set the machine's "

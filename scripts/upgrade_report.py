@@ -80,7 +80,6 @@ async def recorded_version(fetch: Fetch, dialect: str) -> int | None:
 
 async def build(fetch: Fetch, dialect: str) -> dict[str, Any]:
     up = load_upgrade_module()
-    version = await recorded_version(fetch, dialect)
     schema, counts = await up.find_v1_schema(fetch, dialect)
     if schema is None:
         value = up.report(status="no_v1", summary=None, other_schemas=counts)
@@ -114,8 +113,22 @@ async def build(fetch: Fetch, dialect: str) -> dict[str, Any]:
                     carry=carry,
                     other_schemas=counts,
                 )
-    value["recorded_version"] = version
+    # Last: on PostgreSQL a failed look-up ends the read-only transaction.
+    value["recorded_version"] = await recorded_version(fetch, dialect)
+    value["upgrade_already_ran"] = await previous_upgrade(fetch)
     return value
+
+
+async def previous_upgrade(fetch: Fetch) -> str | None:
+    """The status m009 saved, when this extension has already run over this
+    data (then v1's tables are a record; nothing is carried twice)."""
+    try:
+        rows = await fetch(
+            "SELECT status FROM satmachineadmin.upgrade_reports WHERE id = 'v1'"
+        )
+    except Exception:
+        return None
+    return str(rows[0]["status"]) if rows else None
 
 
 async def from_postgres(url: str) -> dict[str, Any]:
@@ -146,6 +159,11 @@ def text(value: dict[str, Any]) -> str:
         f"satmachineadmin recorded version: {value.get('recorded_version')}",
         f"status: {value['status']}",
     ]
+    if value.get("upgrade_already_ran"):
+        lines.append(
+            "this extension has already run its upgrade here "
+            f"(status {value['upgrade_already_ran']}): see GET /upgrade/v1-report"
+        )
     v1 = value.get("v1")
     if v1:
         lines.append(f"v1 schema: {v1['schema']}")

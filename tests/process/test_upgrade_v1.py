@@ -214,6 +214,7 @@ def _upgrade_over_v1(
         assert before["recorded_version"] == 2
         assert before["v1"]["balances"] == {c1: 9000 - 1800 - 100, c2: 1000 - 200}
         assert before["v1"]["processed_cash_outs"] == 2
+        assert before["upgrade_already_ran"] is None
 
         # This extension takes v1's place.
         if via == "folder":
@@ -266,6 +267,10 @@ def _upgrade_over_v1(
         assert (Decimal(str(d3["amount"])), d3["status"]) == (1000, "confirmed")
 
         report = node.api("GET", "/upgrade/v1-report", su)
+        after = json.loads(
+            run([str(REPO / "scripts" / "upgrade_report.py"), *where, "--json"], env)
+        )
+        assert after["upgrade_already_ran"] == "carried"
         assert report["status"] == "carried" and report["error"] is None
         assert report["v1"] == before["v1"]  # the same counts and sums
         assert report["carried"]["balances"] == {c1: "7100.00", c2: "800.00"}
