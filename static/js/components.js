@@ -17,6 +17,11 @@
 //   <dca-stat label value sub>    a labelled number (dashboard, details)
 //   <dca-form-actions label loading disable test>
 //                                 a dialog form's Cancel and submit buttons
+//   <dca-dialog v-model title caption width>
+//                                 a form dialog at the top of the page: its
+//                                 title, a line of help, then the default
+//                                 slot (v-model and other attributes go to
+//                                 the q-dialog)
 //   <dca-filter-select col v-model options label ...>
 //                                 a filter: a clearable dense q-select in a
 //                                 column (every other attribute goes to it)
@@ -219,6 +224,31 @@
           :data-test="test"
         ></q-btn>
       </div>`
+  })
+
+  app.component('dca-dialog', {
+    inheritAttrs: false,
+    props: {
+      title: {type: String, default: ''},
+      caption: {type: String, default: ''},
+      width: {type: String, default: '520px'}
+    },
+    template: `
+      <q-dialog position="top" v-bind="$attrs">
+        <q-card class="q-pa-lg" :style="{width: width, maxWidth: '95vw'}">
+          <div
+            class="text-h6"
+            :class="caption ? '' : 'q-mb-md'"
+            v-text="title"
+          ></div>
+          <div
+            v-if="caption"
+            class="text-caption text-grey q-mb-md"
+            v-text="caption"
+          ></div>
+          <slot></slot>
+        </q-card>
+      </q-dialog>`
   })
 
   // Presets: the attributes given (v-model, options, label, data-test...)
