@@ -27,6 +27,7 @@
 //                                 column (every other attribute goes to it)
 //   <dca-filter-date col v-model label ...>
 //                                 a filter: a clearable date input in a column
+//   <dca-csv-btn href file tip>  the CSV export link of a view
 //   <dca-leg-cells props destination>
 //                                 a payment leg's type, destination, sats,
 //                                 fiat and status cells (a table row's
@@ -283,6 +284,24 @@
           v-bind="$attrs"
         ></q-input>
       </div>`
+  })
+
+  app.component('dca-csv-btn', {
+    props: {
+      href: {type: String, required: true},
+      file: {type: String, required: true},
+      tip: {type: String, default: ''}
+    },
+    template: `
+      <q-btn
+        flat
+        icon="download"
+        :label="$t('satmachineadmin.payments_csv')"
+        type="a"
+        :href="href"
+        :download="file"
+        ><q-tooltip v-if="tip" v-text="tip"></q-tooltip
+      ></q-btn>`
   })
 
   app.component('dca-leg-cells', {
