@@ -22,6 +22,11 @@
 //                                 title, a line of help, then the default
 //                                 slot (v-model and other attributes go to
 //                                 the q-dialog)
+//   <dca-select ...>, <dca-input ...>
+//                                 a form's field: Quasar's q-select (filled,
+//                                 dense, emitting values) and q-input (filled,
+//                                 dense); every attribute, event and slot
+//                                 goes to it
 //   <dca-filter-select col v-model options label ...>
 //                                 a filter: a clearable dense q-select in a
 //                                 column (every other attribute goes to it)
@@ -250,6 +255,21 @@
           <slot></slot>
         </q-card>
       </q-dialog>`
+  })
+
+  // The slots given, handed on to the Quasar field inside.
+  const passSlots = `
+    <template v-for="(_, name) in $slots" v-slot:[name]="scope">
+      <slot :name="name" v-bind="scope || {}"></slot>
+    </template>`
+
+  app.component('dca-select', {
+    template: `
+      <q-select filled dense emit-value map-options>${passSlots}</q-select>`
+  })
+
+  app.component('dca-input', {
+    template: `<q-input filled dense>${passSlots}</q-input>`
   })
 
   // Presets: the attributes given (v-model, options, label, data-test...)
