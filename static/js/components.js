@@ -17,11 +17,22 @@
 //   <dca-stat label value sub>    a labelled number (dashboard, details)
 //   <dca-form-actions label loading disable test>
 //                                 a dialog form's Cancel and submit buttons
+//   <dca-dialog v-model title caption width>
+//                                 a form dialog at the top of the page: its
+//                                 title, a line of help, then the default
+//                                 slot (v-model and other attributes go to
+//                                 the q-dialog)
+//   <dca-select ...>, <dca-input ...>
+//                                 a form's field: Quasar's q-select (filled,
+//                                 dense, emitting values) and q-input (filled,
+//                                 dense); every attribute, event and slot
+//                                 goes to it
 //   <dca-filter-select col v-model options label ...>
 //                                 a filter: a clearable dense q-select in a
 //                                 column (every other attribute goes to it)
 //   <dca-filter-date col v-model label ...>
 //                                 a filter: a clearable date input in a column
+//   <dca-csv-btn href file tip>  the CSV export link of a view
 //   <dca-leg-cells props destination>
 //                                 a payment leg's type, destination, sats,
 //                                 fiat and status cells (a table row's
@@ -221,6 +232,46 @@
       </div>`
   })
 
+  app.component('dca-dialog', {
+    inheritAttrs: false,
+    props: {
+      title: {type: String, default: ''},
+      caption: {type: String, default: ''},
+      width: {type: String, default: '520px'}
+    },
+    template: `
+      <q-dialog position="top" v-bind="$attrs">
+        <q-card class="q-pa-lg" :style="{width: width, maxWidth: '95vw'}">
+          <div
+            class="text-h6"
+            :class="caption ? '' : 'q-mb-md'"
+            v-text="title"
+          ></div>
+          <div
+            v-if="caption"
+            class="text-caption text-grey q-mb-md"
+            v-text="caption"
+          ></div>
+          <slot></slot>
+        </q-card>
+      </q-dialog>`
+  })
+
+  // The slots given, handed on to the Quasar field inside.
+  const passSlots = `
+    <template v-for="(_, name) in $slots" v-slot:[name]="scope">
+      <slot :name="name" v-bind="scope || {}"></slot>
+    </template>`
+
+  app.component('dca-select', {
+    template: `
+      <q-select filled dense emit-value map-options>${passSlots}</q-select>`
+  })
+
+  app.component('dca-input', {
+    template: `<q-input filled dense>${passSlots}</q-input>`
+  })
+
   // Presets: the attributes given (v-model, options, label, data-test...)
   // go to the Quasar field, the column class to its wrapper.
   app.component('dca-filter-select', {
@@ -253,6 +304,24 @@
           v-bind="$attrs"
         ></q-input>
       </div>`
+  })
+
+  app.component('dca-csv-btn', {
+    props: {
+      href: {type: String, required: true},
+      file: {type: String, required: true},
+      tip: {type: String, default: ''}
+    },
+    template: `
+      <q-btn
+        flat
+        icon="download"
+        :label="$t('satmachineadmin.payments_csv')"
+        type="a"
+        :href="href"
+        :download="file"
+        ><q-tooltip v-if="tip" v-text="tip"></q-tooltip
+      ></q-btn>`
   })
 
   app.component('dca-leg-cells', {

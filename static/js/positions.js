@@ -239,6 +239,139 @@ window.SMPositions = {
     }
   },
   methods: {
+    // The figures of the LP's totals and of each position, as <dca-stat>
+    // props (the template lists them).
+    lpTotalStats() {
+      const t = this.lpTotals
+      const big = {class: 'col-6 col-sm-3', size: 'text-h6'}
+      return [
+        {
+          ...big,
+          label: SM.t('positions_sats_stacked'),
+          value: SM.sats(t.sats_stacked),
+          sub: t.forwarded_sats
+            ? SM.sats(t.forwarded_sats) + SM.t('positions_forwarded')
+            : '',
+          valueTest: 'total-sats'
+        },
+        {
+          ...big,
+          label: SM.t('positions_purchases'),
+          value: SM.count(t.purchases),
+          valueTest: 'total-purchases'
+        }
+      ]
+    },
+    lpCurrencyStats(t) {
+      const cls = 'col-6 col-sm-3'
+      const fiat = value => SM.fiat(value, t.currency)
+      return [
+        {
+          class: cls,
+          label: SM.t('positions_total_deposited'),
+          value: fiat(t.total_deposited),
+          sub: Number(t.pending_deposits)
+            ? fiat(t.pending_deposits) + SM.t('positions_pending')
+            : '',
+          valueTest: 'total-deposited'
+        },
+        {
+          class: cls,
+          label: SM.t('positions_balance_left'),
+          value: fiat(t.balance_left),
+          valueTest: 'total-balance'
+        },
+        {
+          class: cls,
+          label: SM.t('positions_current_value'),
+          value: fiat(t.current_value),
+          sub: SM.present(t.average_price)
+            ? SM.t('positions_bought_at') +
+              fiat(t.average_price) +
+              SM.t('positions_btc_on_average')
+            : '',
+          valueTest: 'total-value'
+        },
+        {
+          class: cls,
+          label: SM.t('positions_gain'),
+          value: SM.signedFiat(t.gain, t.currency),
+          sub: SM.present(t.fiat_spent)
+            ? SM.t('positions_on') + fiat(t.fiat_spent) + SM.t('positions_spent')
+            : '',
+          valueClass: SM.gainClass(t.gain),
+          valueTest: 'total-gain'
+        }
+      ]
+    },
+    positionStats(p) {
+      const fiat = value => SM.fiat(value, p.currency)
+      const gainPct =
+        p.gain_pct === null || p.gain_pct === undefined
+          ? ''
+          : ` (${Number(p.gain_pct) > 0 ? '+' : ''}${SM.decimalText(p.gain_pct)} %)`
+      return [
+        {
+          class: 'col-6',
+          size: 'text-h6',
+          label: SM.t('positions_sats_stacked'),
+          value: SM.sats(p.sats_stacked),
+          sub:
+            p.average_price === null
+              ? SM.t('positions_no_payout_yet')
+              : SM.t('positions_average') +
+                fiat(p.average_price) +
+                SM.t('dialogs_btc'),
+          valueTest: 'position-sats'
+        },
+        {
+          class: 'col-6',
+          size: 'text-h6',
+          label: SM.t('positions_balance_left'),
+          value: fiat(p.balance_left),
+          sub:
+            SM.t('positions_of') +
+            fiat(p.total_deposited) +
+            SM.t('positions_deposited'),
+          valueTest: 'position-remaining'
+        },
+        {
+          class: 'col-6',
+          label: SM.t('positions_current_value'),
+          value: p.current_value === null ? '–' : fiat(p.current_value),
+          sub: p.current_price
+            ? SM.t('dialogs_at') + fiat(p.current_price) + SM.t('positions_btc_now')
+            : SM.t('positions_no_rate_from_lnbits'),
+          valueTest: 'position-value'
+        },
+        {
+          class: 'col-6',
+          label: SM.t('positions_gain'),
+          value:
+            p.gain === null ? '–' : SM.signedFiat(p.gain, p.currency) + gainPct,
+          valueClass: SM.gainClass(p.gain),
+          valueTest: 'position-gain'
+        },
+        {
+          class: 'col-6',
+          label: SM.t('positions_purchases'),
+          value: SM.count(p.purchases),
+          sub: p.last_purchase
+            ? SM.t('positions_last') + SM.lastPurchase(p.last_purchase, p.currency)
+            : SM.t('positions_none_yet'),
+          valueTest: 'position-purchases'
+        },
+        {
+          class: 'col-6',
+          label: SM.t('positions_pending_deposits'),
+          value: fiat(p.pending_deposits),
+          sub: Number(p.pending_deposits)
+            ? SM.t('positions_waiting_for_the_operator')
+            : '',
+          valueTest: 'position-pending'
+        }
+      ]
+    },
     async loadPositions() {
       this.positionsLoading = true
       try {

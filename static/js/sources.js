@@ -6,9 +6,9 @@ window.SMSources = {
     return {
       funding: {},
       sourceOptions: [
-        {value: 'bitspire', label: 'bitSpire (Lightning sales into the wallet)'},
-        {value: 'lamassu', label: 'Lamassu (read from its server database)'},
-        {value: 'manual', label: 'Manual (sales you record by hand)'}
+        {value: 'bitspire', get label() { return SM.t('sources_bitspire') }},
+        {value: 'lamassu', get label() { return SM.t('sources_lamassu') }},
+        {value: 'manual', get label() { return SM.t('sources_manual') }}
       ],
       sslModes: ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'],
       lamassuDialog: {
@@ -168,11 +168,16 @@ window.SMSources = {
       m.saving = true
       try {
         const s = await SM.request('POST', '/settlements/manual', body)
-        SM.notifyDone(`Recorded ${body.reference}: ${SM.sats(s.gross_sats)}`)
+        SM.notifyDone(
+          SM.t('sources_recorded', {
+            reference: body.reference,
+            sats: SM.sats(s.gross_sats)
+          })
+        )
         m.show = false
         await this.loadMachines()
       } catch (error) {
-        SM.notifyError(error, 'Could not record the sale')
+        SM.notifyError(error, SM.t('sources_could_not_record'))
       } finally {
         m.saving = false
       }

@@ -224,6 +224,51 @@ class Lnbits:
         )
         assert response.status_code == 200, response.text
 
+    def machine(self, operator: Person, wallet: str, name: str) -> dict[str, Any]:
+        """A bitSpire machine (GTQ) selling into the operator's ``wallet``."""
+        from bech32 import bech32_encode, convertbits
+
+        npub = bech32_encode("npub", convertbits(os.urandom(32), 8, 5) or [])
+        return self.api(
+            operator,
+            "POST",
+            "/machines",
+            json={
+                "npub": npub,
+                "wallet_id": operator.wallet(wallet).id,
+                "name": name,
+                "currency": "GTQ",
+            },
+        )
+
+    def position(
+        self, operator: Person, machine: dict[str, Any], lp: Person, amount: str
+    ) -> dict[str, Any]:
+        """``lp`` at ``machine`` with a confirmed deposit of ``amount`` GTQ."""
+        client = self.api(
+            operator,
+            "POST",
+            "/clients",
+            json={
+                "machine_id": machine["id"],
+                "user_id": lp.id,
+                "wallet_id": lp.wallets[0].id,
+            },
+        )
+        deposit = self.api(
+            operator,
+            "POST",
+            "/deposits",
+            json={"client_id": client["id"], "amount": amount, "currency": "GTQ"},
+        )
+        self.api(
+            operator,
+            "PUT",
+            f"/deposits/{deposit['id']}/status",
+            json={"status": "confirmed"},
+        )
+        return client
+
     def api(self, person: Person, method: str, path: str, **kwargs: Any) -> Any:
         """Call the extension's API as ``person``; the JSON answer."""
         self.http.cookies.clear()

@@ -27,7 +27,6 @@ from test_pages import (
     SALE_FIAT,
     Session,
     browser_session,
-    make_npub,
 )
 
 from bench.simulator import Sale, run
@@ -77,44 +76,14 @@ def set_up(lnbits: Any) -> tuple[Any, Any, Any]:
     newcomer = lnbits.register("nuevo")
     customer = lnbits.register("cliente")
     lnbits.credit(customer.wallets[0].id, 200_000)
-    npub = make_npub()
-    machine = lnbits.api(
-        operator,
-        "POST",
-        "/machines",
-        json={
-            "npub": npub,
-            "wallet_id": operator.wallet("Cajero").id,
-            "name": "Panajachel",
-            "currency": "GTQ",
-        },
-    )
+    machine = lnbits.machine(operator, "Cajero", "Panajachel")
     lnbits.api(
         operator,
         "PUT",
         "/commission-splits",
         json={"legs": [{"wallet_id": operator.wallet("Caja").id, "pct": "1"}]},
     )
-    client = lnbits.api(
-        operator,
-        "POST",
-        "/clients",
-        json={
-            "machine_id": machine["id"],
-            "user_id": lp.id,
-            "wallet_id": lp.wallets[0].id,
-        },
-    )
-    deposit = lnbits.api(
-        operator,
-        "POST",
-        "/deposits",
-        json={"client_id": client["id"], "amount": "2000", "currency": "GTQ"},
-    )
-    lnbits.api(
-        operator, "PUT", f"/deposits/{deposit['id']}/status",
-        json={"status": "confirmed"},
-    )  # fmt: skip
+    lnbits.position(operator, machine, lp, "2000")
 
     async def sell() -> None:
         async with httpx.AsyncClient(base_url=lnbits.base, timeout=30) as http:
@@ -122,7 +91,7 @@ def set_up(lnbits: Any) -> tuple[Any, Any, Any]:
                 http,
                 machine_inkey=operator.wallet("Cajero").inkey,
                 customer_adminkey=customer.wallets[0].adminkey,
-                sale=Sale(SALE_FIAT, RATE, FEE_PCT, "GTQ", npub),
+                sale=Sale(SALE_FIAT, RATE, FEE_PCT, "GTQ", machine["npub"]),
                 count=1,
             )
 

@@ -481,28 +481,7 @@ def test_overview_and_machine_health(
         "/commission-splits",
         json={"legs": [{"wallet_id": operator.wallet("Ops").id, "pct": "1"}]},
     )
-    client = lnbits.api(
-        operator,
-        "POST",
-        "/clients",
-        json={
-            "machine_id": machines["Kiosk"]["id"],
-            "user_id": lp.id,
-            "wallet_id": lp.wallets[0].id,
-        },
-    )
-    deposit = lnbits.api(
-        operator,
-        "POST",
-        "/deposits",
-        json={"client_id": client["id"], "amount": "3000", "currency": "GTQ"},
-    )
-    lnbits.api(
-        operator,
-        "PUT",
-        f"/deposits/{deposit['id']}/status",
-        json={"status": "confirmed"},
-    )
+    lnbits.position(operator, machines["Kiosk"], lp, "3000")
     sale_count = {"Kiosk": 2, "Plaza": 1}
 
     async def sell_all() -> None:
