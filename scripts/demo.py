@@ -45,6 +45,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from pathlib import Path
+from types import FrameType
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
@@ -606,6 +607,33 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _sell_until_stopped(
+    base: str,
+    world: dict[str, Any],
+    interval: float,
+    process: Any,
+    stop_signals: list[int],
+) -> int:
+    """Sell until LNbits stops; 0 when a signal stopped both, else 1."""
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(simulate(base, world, interval, stop))
+        try:
+            while process.is_alive():
+                await asyncio.sleep(0.5)
+        finally:
+            stop.set()
+            task.cancel()
+
+    asyncio.run(run())
+    if not stop_signals:
+        print("ERROR: LNbits stopped by itself", file=sys.stderr, flush=True)
+        return 1
+    print("\nStopping the demo...", flush=True)
+    return 0
+
+
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     data = args.data.expanduser().resolve()
@@ -632,8 +660,17 @@ def main(argv: list[str]) -> int:
     base = f"http://127.0.0.1:{settings.port}"
     pw_file = rl.password_file(data)
 
-    signal.signal(signal.SIGINT, rl._raise_stop)
-    signal.signal(signal.SIGTERM, rl._raise_stop)
+    # A stop may land while the simulator's task runs: asyncio keeps the
+    # exception in that task, and the loop below only sees LNbits (which got
+    # the same signal) gone. The flag says it was a stop, not a crash.
+    stop_signals: list[int] = []
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        stop_signals.append(signum)
+        rl._raise_stop(signum, frame)
+
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGTERM, on_stop)
     # LNbits prices every payment in its wallets' currency (USD unless set):
     # the feed serves that too, so LNbits logs no error per payment.
     side = DemoSide(base, {CURRENCY: RATE, "USD": USD_RATE}).start()
@@ -660,18 +697,7 @@ def main(argv: list[str]) -> int:
         banner(base, admin_password, password, data, world, side)
         print("DEMO READY", flush=True)
 
-        async def run() -> None:
-            stop = asyncio.Event()
-            task = asyncio.create_task(simulate(base, world, args.interval, stop))
-            try:
-                while process.is_alive():
-                    await asyncio.sleep(0.5)
-            finally:
-                stop.set()
-                task.cancel()
-
-        asyncio.run(run())
-        return 1
+        return _sell_until_stopped(base, world, args.interval, process, stop_signals)
     except (KeyboardInterrupt, rl.StopRequestedError):
         print("\nStopping the demo...", flush=True)
         return 0
