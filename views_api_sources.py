@@ -9,7 +9,7 @@ of each, ignoring one, and importing a period of the machine's past."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
 from typing import Literal
 
@@ -231,9 +231,17 @@ async def api_lamassu_cash_outs(
     ]
 
 
+PERIOD_MIN = datetime(1970, 1, 2, tzinfo=timezone.utc)
+PERIOD_MAX = datetime(2999, 12, 31, tzinfo=timezone.utc)
+
+
 def _period(
     since: datetime | None, until: datetime | None, *, default_days: int
 ) -> tuple[datetime, datetime]:
+    # Out of range, ``end - default_days`` would overflow (a 500).
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and not (PERIOD_MIN <= lamassu.aware(value) <= PERIOD_MAX):
+            raise Invalid(name, "must be between 1970 and 2999")
     now = utc_now()
     end = lamassu.aware(until) if until is not None else now + timedelta(minutes=1)
     start = (

@@ -308,6 +308,13 @@ async def test_a_machines_past_lands_only_by_import_and_ignored_never(
     )  # fmt: skip
     outcomes = [row["outcome"] for row in seen]
     assert outcomes.count("before_start") == 500 and len(seen) == 501
+    # A period out of range is refused (until in year 1 made a 500).
+    for bad in (
+        {"until": "0001-01-02T00:00:00Z"},
+        {"since": "0001-01-01T00:00:00", "until": "0001-01-03T00:00:00"},
+        {"since": "9999-12-31T23:59:59"},
+    ):
+        await call(http, op, "GET", url + "/cash-outs", 422, params=bad)
     [odd] = [row for row in seen if row["outcome"] == "not_a_sale"]
     assert odd["id"] == not_dispensed and "not dispensed" in odd["reason"]
 
