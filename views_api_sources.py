@@ -284,10 +284,10 @@ async def api_ignore_cash_out(
                 "be ignored"
             )
         try:
-            exists = await lamassu.cash_out_exists(source, txid)
+            created = await lamassu.cash_out_created(source, txid)
         except lamassu.SourceUnreadableError as exc:
             raise Conflict(f"the Lamassu source cannot be read: {exc}") from None
-        if not exists:
+        if created is None:
             raise NotFound(f"no cash-out {txid} of device {source.device_id}")
         row = LamassuIgnored(
             id=crud.new_id(),
@@ -313,11 +313,20 @@ async def api_unignore_cash_out(
     """Ignore no more: the cash-out lands at the next poll if it is a sale
     made since the source's start (an older one only through an import)."""
     machine = await owned_machine(machine_id, user)
-    await _settings_of(machine)
+    source = await _settings_of(machine)
     txid = _txid(txid)
     async with lamassu.lock_of(machine.id):
         if not await crud_sources.remove_ignored(machine.id, txid):
             raise NotFound("the cash-out is not ignored")
+        try:
+            created = await lamassu.cash_out_created(source, txid)
+        except lamassu.SourceUnreadableError:
+            created = None  # the next poll reads again from the start
+        current = await crud_sources.get_lamassu_source(machine.id)
+        if current is not None:
+            rewind, cursor = lamassu.cursor_for_unignored(current, created)
+            if rewind:
+                await crud_sources.advance_cursor(machine.id, cursor)
 
 
 @sources_router.post("/machines/{machine_id}/lamassu/import")

@@ -412,6 +412,37 @@ async def test_a_machines_past_lands_only_by_import_and_ignored_never(
     await wait_final(op, machine["id"], 12)
 
 
+async def test_an_unignored_sale_older_than_the_poll_window_lands(
+    http, make_user, lamassu
+):
+    """The poll reads back a day before its cursor: a sale made since the
+    start but days before the un-ignore is read again all the same."""
+    from satmachineadmin import crud_sources
+
+    op = await make_user("op_unig", extra_wallets=1)
+    machine = await lamassu_machine(http, op, op.wallets[1])
+    url = f"/machines/{machine['id']}/lamassu"
+    device = await new_device(lamassu, "unig")
+    await call(http, op, "PUT", url, json=settings(lamassu, device))
+    source = await crud_sources.get_lamassu_source(machine["id"])
+    assert source is not None
+    source.start_at = ago(days=5)
+    await crud_sources.save_lamassu_source(source)
+    await credit(op.wallets[1].id, 500_000)
+    await set_splits(op, [(op.wallets[0].id, "1")])
+    old = await lamassu.add_cash_out(
+        device_id=device, crypto_atoms=133_400, fiat=1000, created=ago(days=3)
+    )
+    await call(
+        http, op, "POST", f"{url}/cash-outs/{old}/ignore", 201, json={"reason": "t"}
+    )
+    await lamassu.add_cash_out(device_id=device, crypto_atoms=133_400, fiat=1000)
+    assert (await call(http, op, "POST", url + "/poll"))["landed"] == 1
+    await call(http, op, "DELETE", f"{url}/cash-outs/{old}/ignore", 204)
+    assert (await call(http, op, "POST", url + "/poll"))["landed"] == 1
+    await wait_final(op, machine["id"], 2)
+
+
 async def test_secrets_are_not_in_the_database_in_clear(
     http, make_user, lamassu, sshd, monkeypatch, tmp_path
 ):
