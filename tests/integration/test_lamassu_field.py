@@ -352,6 +352,12 @@ async def test_a_machines_past_lands_only_by_import_and_ignored_never(
     assert sum(d["count"] for d in preview["days"]) == 11
     assert await wait_final(op, machine["id"], 0) == []  # a preview lands nothing
 
+    for loose in ("yes", 1, "true"):  # only a JSON true lands money
+        await call(
+            http, op, "POST", url + "/import", 422, json={**period, "confirm": loose}
+        )
+    assert await wait_final(op, machine["id"], 0) == []
+
     # Imported once, with an empty machine wallet: awaiting funds, nothing paid.
     landed = await call(
         http, op, "POST", url + "/import", json={**period, "confirm": True}
