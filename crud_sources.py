@@ -193,7 +193,9 @@ async def record_poll(
             )
 
 
-async def advance_cursor(machine_id: str, cursor: datetime) -> None:
+async def advance_cursor(machine_id: str, cursor: datetime | None) -> None:
+    """Set where the next poll reads from (a day before ``cursor``); None:
+    from the source's start."""
     async with connection() as c:
         await _execute(
             c,

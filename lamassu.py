@@ -797,20 +797,37 @@ async def read_cash_outs(
     return rows[:limit]
 
 
-async def cash_out_exists(source: LamassuSource, txid: str) -> bool:
+async def cash_out_created(source: LamassuSource, txid: str) -> datetime | None:
+    """When the device's cash-out ``txid`` was made; None: the source has no
+    such cash-out of the device."""
     conn = await _connect(source)
     try:
         async with conn.transaction(readonly=True):
-            return bool(
-                await conn.fetchval(
-                    """SELECT EXISTS (SELECT 1 FROM cash_out_txs
-                       WHERE id = $1::uuid AND device_id = $2)""",
-                    txid,
-                    source.device_id,
-                )
+            created = await conn.fetchval(
+                """SELECT created FROM cash_out_txs
+                   WHERE id = $1::uuid AND device_id = $2""",
+                txid,
+                source.device_id,
             )
+            return None if created is None else aware(created)
     finally:
         await _close(conn)
+
+
+def cursor_for_unignored(
+    source: LamassuSource, created: datetime | None
+) -> tuple[bool, datetime | None]:
+    """(rewind, cursor): a poll reads back LOOKBACK before its cursor, so an
+    un-ignored sale made since the start but before that window is read again
+    only if the cursor goes back to it (``created`` None: not known, read
+    again from the start). Landing is idempotent: rows read twice land once."""
+    if source.cursor_created is None:
+        return False, None  # the next poll reads from the start anyway
+    if created is None:
+        return True, None
+    if created < start_of(source) or created >= window_start(source.cursor_created):
+        return False, None
+    return True, created
 
 
 @dataclass

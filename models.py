@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from bech32 import bech32_decode, convertbits
-from pydantic import BaseModel, Field, root_validator, validator
+from pydantic import BaseModel, Field, StrictBool, root_validator, validator
 
 from .calculations import from_minor_units, is_currency_code, minor_units
 
@@ -776,7 +776,8 @@ class LamassuImportData(BaseModel):
 
     since: datetime
     until: datetime | None = None
-    confirm: bool = False
+    # Lands money: only a JSON true confirms ("yes", 1 are refused).
+    confirm: StrictBool = False
 
     @validator("since", "until")
     def _aware(cls, value: datetime | None) -> datetime | None:

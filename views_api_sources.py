@@ -9,7 +9,7 @@ of each, ignoring one, and importing a period of the machine's past."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from http import HTTPStatus
 from typing import Literal
 
@@ -231,9 +231,17 @@ async def api_lamassu_cash_outs(
     ]
 
 
+PERIOD_MIN = datetime(1970, 1, 2, tzinfo=timezone.utc)
+PERIOD_MAX = datetime(2999, 12, 31, tzinfo=timezone.utc)
+
+
 def _period(
     since: datetime | None, until: datetime | None, *, default_days: int
 ) -> tuple[datetime, datetime]:
+    # Out of range, ``end - default_days`` would overflow (a 500).
+    for name, value in (("since", since), ("until", until)):
+        if value is not None and not (PERIOD_MIN <= lamassu.aware(value) <= PERIOD_MAX):
+            raise Invalid(name, "must be between 1970 and 2999")
     now = utc_now()
     end = lamassu.aware(until) if until is not None else now + timedelta(minutes=1)
     start = (
@@ -276,10 +284,10 @@ async def api_ignore_cash_out(
                 "be ignored"
             )
         try:
-            exists = await lamassu.cash_out_exists(source, txid)
+            created = await lamassu.cash_out_created(source, txid)
         except lamassu.SourceUnreadableError as exc:
             raise Conflict(f"the Lamassu source cannot be read: {exc}") from None
-        if not exists:
+        if created is None:
             raise NotFound(f"no cash-out {txid} of device {source.device_id}")
         row = LamassuIgnored(
             id=crud.new_id(),
@@ -305,11 +313,20 @@ async def api_unignore_cash_out(
     """Ignore no more: the cash-out lands at the next poll if it is a sale
     made since the source's start (an older one only through an import)."""
     machine = await owned_machine(machine_id, user)
-    await _settings_of(machine)
+    source = await _settings_of(machine)
     txid = _txid(txid)
     async with lamassu.lock_of(machine.id):
         if not await crud_sources.remove_ignored(machine.id, txid):
             raise NotFound("the cash-out is not ignored")
+        try:
+            created = await lamassu.cash_out_created(source, txid)
+        except lamassu.SourceUnreadableError:
+            created = None  # the next poll reads again from the start
+        current = await crud_sources.get_lamassu_source(machine.id)
+        if current is not None:
+            rewind, cursor = lamassu.cursor_for_unignored(current, created)
+            if rewind:
+                await crud_sources.advance_cursor(machine.id, cursor)
 
 
 @sources_router.post("/machines/{machine_id}/lamassu/import")

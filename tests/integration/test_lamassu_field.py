@@ -308,6 +308,13 @@ async def test_a_machines_past_lands_only_by_import_and_ignored_never(
     )  # fmt: skip
     outcomes = [row["outcome"] for row in seen]
     assert outcomes.count("before_start") == 500 and len(seen) == 501
+    # A period out of range is refused (until in year 1 made a 500).
+    for bad in (
+        {"until": "0001-01-02T00:00:00Z"},
+        {"since": "0001-01-01T00:00:00", "until": "0001-01-03T00:00:00"},
+        {"since": "9999-12-31T23:59:59"},
+    ):
+        await call(http, op, "GET", url + "/cash-outs", 422, params=bad)
     [odd] = [row for row in seen if row["outcome"] == "not_a_sale"]
     assert odd["id"] == not_dispensed and "not dispensed" in odd["reason"]
 
@@ -344,6 +351,12 @@ async def test_a_machines_past_lands_only_by_import_and_ignored_never(
     assert preview["fiat"] in ("11000", "11000.00000")
     assert sum(d["count"] for d in preview["days"]) == 11
     assert await wait_final(op, machine["id"], 0) == []  # a preview lands nothing
+
+    for loose in ("yes", 1, "true"):  # only a JSON true lands money
+        await call(
+            http, op, "POST", url + "/import", 422, json={**period, "confirm": loose}
+        )
+    assert await wait_final(op, machine["id"], 0) == []
 
     # Imported once, with an empty machine wallet: awaiting funds, nothing paid.
     landed = await call(
@@ -403,6 +416,37 @@ async def test_a_machines_past_lands_only_by_import_and_ignored_never(
     await call(http, op, "DELETE", f"{url}/cash-outs/{new}/ignore", 404)
     assert (await call(http, op, "POST", url + "/poll"))["landed"] == 1
     await wait_final(op, machine["id"], 12)
+
+
+async def test_an_unignored_sale_older_than_the_poll_window_lands(
+    http, make_user, lamassu
+):
+    """The poll reads back a day before its cursor: a sale made since the
+    start but days before the un-ignore is read again all the same."""
+    from satmachineadmin import crud_sources
+
+    op = await make_user("op_unig", extra_wallets=1)
+    machine = await lamassu_machine(http, op, op.wallets[1])
+    url = f"/machines/{machine['id']}/lamassu"
+    device = await new_device(lamassu, "unig")
+    await call(http, op, "PUT", url, json=settings(lamassu, device))
+    source = await crud_sources.get_lamassu_source(machine["id"])
+    assert source is not None
+    source.start_at = ago(days=5)
+    await crud_sources.save_lamassu_source(source)
+    await credit(op.wallets[1].id, 500_000)
+    await set_splits(op, [(op.wallets[0].id, "1")])
+    old = await lamassu.add_cash_out(
+        device_id=device, crypto_atoms=133_400, fiat=1000, created=ago(days=3)
+    )
+    await call(
+        http, op, "POST", f"{url}/cash-outs/{old}/ignore", 201, json={"reason": "t"}
+    )
+    await lamassu.add_cash_out(device_id=device, crypto_atoms=133_400, fiat=1000)
+    assert (await call(http, op, "POST", url + "/poll"))["landed"] == 1
+    await call(http, op, "DELETE", f"{url}/cash-outs/{old}/ignore", 204)
+    assert (await call(http, op, "POST", url + "/poll"))["landed"] == 1
+    await wait_final(op, machine["id"], 2)
 
 
 async def test_secrets_are_not_in_the_database_in_clear(
