@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -69,9 +70,16 @@ EVERY_HALF_HOUR = [f"{h:02d}:{m:02d}" for h in range(24) for m in (0, 30)]
 FIXED_DAILY_LIMIT = "480"  # GTQ: 10 GTQ at each of 48 slots
 AUTOFORWARD_THRESHOLD = 20_000  # sats
 DEMO_POSTGRES = "postgres://postgres@127.0.0.1:5432"
-LAMASSU_DB = "satmachine_demo_lamassu"
-LAMASSU_READER = "satmachine_demo_lamassu_ro"
 LAMASSU_DEVICE = "dev-a"
+# One demo Lamassu database per demo folder (use_lamassu_names), so two demos
+# side by side, or two test runs, never drop each other's.
+LAMASSU = {"db": "satmachine_demo_lamassu", "reader": "satmachine_demo_lamassu_ro"}
+
+
+def use_lamassu_names(data: Path) -> None:
+    tag = hashlib.sha256(str(data).encode()).hexdigest()[:8]
+    LAMASSU["db"] = f"satmachine_demo_lamassu_{tag}"
+    LAMASSU["reader"] = f"satmachine_demo_lamassu_{tag}_ro"
 
 
 class DemoError(RuntimeError):
@@ -412,8 +420,8 @@ def lamassu_machine(base: str, admin: Account, operator: Account, lp: Account) -
         {
             "host": host,
             "port": port,
-            "database": LAMASSU_DB,
-            "user": LAMASSU_READER,
+            "database": LAMASSU["db"],
+            "user": LAMASSU["reader"],
             "password": reader_password,
             "sslmode": "disable",
             "device_id": LAMASSU_DEVICE,
@@ -421,9 +429,13 @@ def lamassu_machine(base: str, admin: Account, operator: Account, lp: Account) -
         },
         operator.token,
     )
-    call(base, "POST", f"{EXT}/machines/{machine['id']}/lamassu/poll", {},
-         operator.token)  # fmt: skip
-    return f"Xela (Lamassu), reading {LAMASSU_DB} on {host}:{port}"
+    # Its three cash-outs happened before it was connected: a source never
+    # lands its past by itself, so the demo imports that hour on purpose, as
+    # an operator would after looking at the preview.
+    since = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
+    call(base, "POST", f"{EXT}/machines/{machine['id']}/lamassu/import",
+         {"since": since, "confirm": True}, operator.token)  # fmt: skip
+    return f"Xela (Lamassu), reading {LAMASSU['db']} on {host}:{port}"
 
 
 def _host_port(server: str) -> tuple[str, int]:
@@ -444,21 +456,22 @@ async def create_lamassu_db(server: str) -> str:
     password = secrets.token_hex(12)
     admin = await asyncio.wait_for(asyncpg.connect(f"{server}/postgres"), 5)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{LAMASSU_DB}" WITH (FORCE)')
-        await admin.execute(f'CREATE DATABASE "{LAMASSU_DB}"')
+        db, reader = LAMASSU["db"], LAMASSU["reader"]
+        await admin.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{db}"')
         await admin.execute(
-            f"DO $$ BEGIN CREATE ROLE {LAMASSU_READER} LOGIN; "
+            f"DO $$ BEGIN CREATE ROLE {reader} LOGIN; "
             "EXCEPTION WHEN duplicate_object THEN NULL; END $$"
         )
-        await admin.execute(f"ALTER ROLE {LAMASSU_READER} LOGIN PASSWORD '{password}'")
+        await admin.execute(f"ALTER ROLE {reader} LOGIN PASSWORD '{password}'")
     finally:
         await admin.close()
-    conn = await asyncpg.connect(f"{server}/{LAMASSU_DB}")
+    conn = await asyncpg.connect(f"{server}/{LAMASSU['db']}")
     try:
         await conn.execute(SCHEMA)
-        await conn.execute(f"GRANT USAGE ON SCHEMA public TO {LAMASSU_READER}")
+        await conn.execute(f"GRANT USAGE ON SCHEMA public TO {LAMASSU['reader']}")
         await conn.execute(
-            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {LAMASSU_READER}"
+            f"GRANT SELECT ON ALL TABLES IN SCHEMA public TO {LAMASSU['reader']}"
         )
         await conn.execute(
             "INSERT INTO devices (device_id, name) VALUES ($1, 'Xela')",
@@ -637,6 +650,7 @@ def _sell_until_stopped(
 def main(argv: list[str]) -> int:
     args = parse_args(argv)
     data = args.data.expanduser().resolve()
+    use_lamassu_names(data)
     port = rl.resolve_port(args.port)
     fresh = not (args.keep and data.exists())
     if fresh and data.exists() and any(data.iterdir()):

@@ -42,7 +42,7 @@ def _login(client: httpx.Client, username: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-def _wait(read, client, path, headers, log, until=bool, seconds: float = 90):
+def _wait(read, client, path, headers, log, until=bool, seconds: float = 180):
     """``read()`` again until ``until(value)``; the last value, or a failure
     that says what was seen."""
     deadline = time.monotonic() + seconds
@@ -52,7 +52,10 @@ def _wait(read, client, path, headers, log, until=bool, seconds: float = 90):
             return value
         if time.monotonic() > deadline:
             seen = client.get(path, headers=headers).text[:2000]
-            raise AssertionError(f"{path} never got there: {seen}\n{_tail(log)}")
+            raise AssertionError(
+                f"{path} never got there; last read: {str(value)[:2000]}; "
+                f"the route answers: {seen}\n{_tail(log)}"
+            )
         time.sleep(0.5)
 
 
@@ -166,20 +169,22 @@ def test_demo_comes_alive_on_a_fresh_folder():
 
             # Every mode: the manual and (with PostgreSQL) the Lamassu machine
             # have processed sales, beside the bitSpire ones.
+            every = f"{API}/settlements?limit=1000"
             sources = _wait(
-                lambda: (
+                lambda: sorted(
                     {
-                        s["source"]
-                        for s in client.get(
-                            f"{API}/settlements?status=processed", headers=headers
-                        ).json()
+                        (s["source"], s["status"])
+                        for s in client.get(every, headers=headers).json()
                     }
-                    >= ({"bitspire", "manual"} | LAMASSU)
                 ),
                 client,
-                f"{API}/settlements?status=processed",
+                every,
                 headers,
                 log,
+                until=lambda seen: (
+                    {source for source, status in seen if status == "processed"}
+                    >= ({"bitspire", "manual"} | LAMASSU)
+                ),
             )
             assert sources
             # The fixed-mode LP bought at LNbits' rate (the demo's price feed),
