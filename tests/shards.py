@@ -25,6 +25,7 @@ only when every shard passed.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import re
 import signal
@@ -185,6 +186,20 @@ def parse_counts(text: str) -> dict[str, int]:
     return {}
 
 
+_running: dict[int, subprocess.Popen[bytes]] = {}  # pid -> shard's pytest
+_stopping = threading.Event()
+
+
+def _stop(signum: int, frame: object) -> None:
+    """Stopped (Ctrl-C, SIGTERM): no shard starts, and every running one is
+    killed with its process group (its LNbits, sshd, browser), not orphaned."""
+    _stopping.set()
+    for process in list(_running.values()):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+    raise SystemExit(128 + signum)
+
+
 def run_shard(shard: Shard, logs: Path, timeout: float, extra: list[str]) -> None:
     env = dict(os.environ)
     env.pop("SATMACHINE_TEST_POSTGRES", None)
@@ -215,12 +230,15 @@ def run_shard(shard: Shard, logs: Path, timeout: float, extra: list[str]) -> Non
             stdin=subprocess.DEVNULL,
             start_new_session=True,  # its own process group: killed as one
         )
+        _running[process.pid] = process
         try:
             shard.returncode = process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             shard.timed_out = True
             os.killpg(process.pid, signal.SIGKILL)
             shard.returncode = process.wait()
+        finally:
+            _running.pop(process.pid, None)
     shard.seconds = time.monotonic() - started
     shard.counts = parse_counts(shard.log.read_text(errors="replace"))
     if shard.timed_out:
@@ -276,7 +294,7 @@ def run_all(shards: list[Shard], jobs: int, timeout: float, extra: list[str]) ->
     def worker() -> None:
         while True:
             with lock:
-                if not pending:
+                if not pending or _stopping.is_set():
                     return
                 shard = pending.pop(0)
             print(f"-- start {shard.name}", flush=True)
@@ -315,6 +333,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{s.name:14} {s.db:9} {' '.join(s.paths)}")
         return 0
 
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
     started = time.monotonic()
     run_all(shards, args.jobs, args.shard_timeout, extra)
     return summarize(shards, time.monotonic() - started)
