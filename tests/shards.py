@@ -297,7 +297,8 @@ def run_all(shards: list[Shard], jobs: int, timeout: float, extra: list[str]) ->
                 if not pending or _stopping.is_set():
                     return
                 shard = pending.pop(0)
-            print(f"-- start {shard.name}", flush=True)
+            with printed:
+                print(f"-- start {shard.name}", flush=True)
             run_shard(shard, logs, timeout, extra)
             with printed:
                 report(shard)
