@@ -150,6 +150,7 @@ def test_manual_and_lamassu_sources_from_the_console(
             page.get_by_text("past sale(s) imported").wait_for()
             expect(dialog.locator('[data-test="cash-out-landed"]')).to_have_count(1)
             dialog.get_by_role("button", name="Close").click()
+            expect(dialog).to_have_count(0)  # closed: Escape now reaches the next
             page.keyboard.press("Escape")  # the Lamassu dialog
             expect(s.test_id("lamassu-form")).to_have_count(0)
 
