@@ -7,20 +7,17 @@
 window.SMLamassuField = {
   data() {
     return {
-      cashOutOutcomes: [
-        {value: null, label: 'All'},
-        {value: 'landed', label: 'Landed'},
-        {value: 'to_land', label: 'Lands at the next poll'},
-        {value: 'before_start', label: 'Before the start'},
-        {value: 'not_a_sale', label: 'Not a sale'},
-        {value: 'ignored', label: 'Ignored'}
-      ],
+      // Outcomes are the API's English words, shown in the page's language.
+      cashOutOutcomes: [null, 'landed', 'to_land', 'before_start', 'not_a_sale', 'ignored'].map(value => ({
+        value,
+        get label() { return value === null ? SM.t('lamassu_all_outcomes') : SM.word(value) }
+      })),
       cashOutColumns: [
-        {name: 'created', label: 'Made', field: 'created', align: 'left'},
-        {name: 'fiat', label: 'Cash', field: 'fiat', align: 'right'},
-        {name: 'crypto_atoms', label: 'Paid (sats)', field: 'crypto_atoms', align: 'right'},
-        {name: 'outcome', label: 'Outcome', field: 'outcome', align: 'left'},
-        {name: 'reason', label: 'Why', field: 'reason', align: 'left'},
+        {name: 'created', get label() { return SM.t('lamassu_made') }, field: 'created', align: 'left'},
+        {name: 'fiat', get label() { return SM.t('lamassu_cash') }, field: 'fiat', align: 'right'},
+        {name: 'crypto_atoms', get label() { return SM.t('lamassu_paid_sats') }, field: 'crypto_atoms', align: 'right'},
+        {name: 'outcome', get label() { return SM.t('lamassu_outcome') }, field: 'outcome', align: 'left'},
+        {name: 'reason', get label() { return SM.t('lamassu_why') }, field: 'reason', align: 'left'},
         {name: 'actions', label: '', field: 'id', align: 'right'}
       ],
       cashOutsDialog: {
@@ -70,15 +67,15 @@ window.SMLamassuField = {
       if (!fingerprint) return
       try {
         d.status = await SM.request('POST', `/machines/${d.machine.id}/lamassu/pin-host-key`, {fingerprint})
-        SM.notifyDone('Host key pinned: test the connection again')
+        SM.notifyDone(SM.t('lamassu_host_key_pinned'))
         d.result = null
       } catch (error) {
-        SM.notifyError(error, 'Could not pin the host key')
+        SM.notifyError(error, SM.t('lamassu_could_not_pin'))
       }
     },
     copyText(text) {
       if (navigator.clipboard) navigator.clipboard.writeText(text)
-      SM.notifyDone('Copied')
+      SM.notifyDone(SM.t('lamassu_copied'))
     },
     async openCashOuts(machine) {
       const c = this.cashOutsDialog
@@ -122,32 +119,64 @@ window.SMLamassuField = {
       }
     },
     outcomeLabel(outcome) {
-      const found = this.cashOutOutcomes.find(o => o.value === outcome)
-      return found ? found.label : outcome
+      return SM.word(outcome)
+    },
+    cashOutReason(row) {
+      // The API's reason in the page's language when lamassu.py worded it
+      // (an ignored cash-out's reason is the operator's own words).
+      const text = row.reason || ''
+      if (!text || row.outcome === 'ignored') return text
+      const fixed = {
+        'cash-in: the customer bought bitcoin with cash': 'lamassu_reason_cash_in',
+        'not dispensed (the notes were never confirmed counted out)': 'lamassu_reason_not_dispensed',
+        'made before the source started: lands only if you import its period': 'lamassu_reason_before_start',
+        'a sale: lands at the next poll': 'lamassu_reason_to_land'
+      }[text]
+      if (fixed) return SM.t(fixed)
+      let m = /^another coin \((.*)\)$/.exec(text)
+      if (m) return SM.t('lamassu_reason_another_coin', {coin: m[1]})
+      m = /^errored: ([\s\S]*)$/.exec(text)
+      if (m) return SM.t('lamassu_reason_errored', {error: m[1]})
+      m = /^not paid \(status (.*)\)$/.exec(text)
+      if (m) return SM.t('lamassu_reason_not_paid', {status: m[1]})
+      return text
+    },
+    lamassuTestError(result) {
+      // What failed (the step, in the page's language): the API's words.
+      const step = result.step
+      const key = `satmachineadmin.lamassu_step.${step}`
+      const known = step && (window.i18n.global.te(key) || window.i18n.global.te(key, 'en'))
+      return known ? `${window.i18n.global.t(key)}: ${result.error}` : result.error
+    },
+    importDay(day) {
+      // "2026-12-01" as a date in the page's language (no time zone shift).
+      const m = /^(\d{4})-(\d{2})-(\d{2})$/.exec(day || '')
+      if (!m) return day
+      return new Intl.DateTimeFormat(SM.locale(), {dateStyle: 'medium'}).format(new Date(Number(m[1]), Number(m[2]) - 1, Number(m[3])))
     },
     outcomeColor(outcome) {
       return {landed: 'positive', to_land: 'primary', ignored: 'grey', before_start: 'orange', not_a_sale: 'grey-6'}[outcome] || 'grey'
     },
     async ignoreCashOut(row) {
       const c = this.cashOutsDialog
-      const reason = window.prompt('Why is this cash-out ignored? (e.g. paid by hand on 2026-01-05)')
+      const reason = window.prompt(SM.t('lamassu_why_ignored'))
       if (!reason || !reason.trim()) return
       try {
         await SM.request('POST', `/machines/${c.machine.id}/lamassu/cash-outs/${row.id}/ignore`, {reason: reason.trim()})
-        SM.notifyDone('Ignored: it never lands')
+        SM.notifyDone(SM.t('lamassu_ignored_done'))
         await this.loadCashOuts()
       } catch (error) {
-        SM.notifyError(error, 'Could not ignore the cash-out')
+        SM.notifyError(error, SM.t('lamassu_could_not_ignore'))
       }
     },
     async unignoreCashOut(row) {
       const c = this.cashOutsDialog
       try {
         await SM.request('DELETE', `/machines/${c.machine.id}/lamassu/cash-outs/${row.id}/ignore`)
-        SM.notifyDone('No longer ignored')
+        SM.notifyDone(SM.t('lamassu_unignored'))
         await this.loadCashOuts()
       } catch (error) {
-        SM.notifyError(error, 'Could not un-ignore the cash-out')
+        SM.notifyError(error, SM.t('lamassu_could_not_unignore'))
       }
     },
     importBody(confirm) {
@@ -164,7 +193,7 @@ window.SMLamassuField = {
         c.preview = await SM.request('POST', `/machines/${c.machine.id}/lamassu/import`, this.importBody(false))
       } catch (error) {
         c.preview = null
-        SM.notifyError(error, 'Could not preview the import')
+        SM.notifyError(error, SM.t('lamassu_could_not_preview'))
       } finally {
         c.importing = false
       }
@@ -174,12 +203,12 @@ window.SMLamassuField = {
       c.importing = true
       try {
         const r = await SM.request('POST', `/machines/${c.machine.id}/lamassu/import`, this.importBody(true))
-        SM.notifyDone(`${r.landed} past sale(s) imported: they are paid from the machine wallet`)
+        SM.notifyDone(SM.t('lamassu_imported', {count: SM.count(r.landed)}))
         c.preview = null
         await this.loadCashOuts()
         await this.loadMachines()
       } catch (error) {
-        SM.notifyError(error, 'Could not import')
+        SM.notifyError(error, SM.t('lamassu_could_not_import'))
       } finally {
         c.importing = false
       }

@@ -137,7 +137,7 @@ window.SMMachines = {
       const text = (value || '').trim().toLowerCase()
       return (
         (text.startsWith('npub1') && text.length >= 60) ||
-        'A Nostr public key starting with npub1'
+        SM.t('machines_npub_rule')
       )
     },
     fallbackRule(value) {
@@ -145,7 +145,7 @@ window.SMMachines = {
         return true
       return (
         SM.parsePercent(value) !== null ||
-        'A percentage from 0 to 100, at most 4 decimals'
+        SM.t('input_percent')
       )
     },
     async saveMachine() {

@@ -579,7 +579,7 @@ window.SMPositions = {
     platformPercentRule(value) {
       return (
         SM.parsePercent(value) !== null ||
-        'A percentage from 0 to 100, at most 4 decimals'
+        SM.t('input_percent')
       )
     },
     async saveSuperConfig() {

@@ -224,7 +224,7 @@ window.SMSettlements = {
     },
     partialRule(value) {
       if (this.partialDialog.mode === 'percent') {
-        return SM.parsePercent(value) !== null || 'A percentage from 0 to 100'
+        return SM.parsePercent(value) !== null || SM.t('settlements_percent_rule')
       }
       const gross = this.detail.settlement
         ? this.detail.settlement.gross_sats

@@ -87,7 +87,7 @@ window.SMSources = {
         })
       } catch (error) {
         if (!error.response || error.response.status !== 404) {
-          SM.notifyError(error, 'Could not load the Lamassu settings')
+          SM.notifyError(error, SM.t('lamassu_could_not_load'))
         }
       }
       d.show = true
@@ -101,10 +101,10 @@ window.SMSources = {
       try {
         d.status = await SM.request('PUT', `/machines/${d.machine.id}/lamassu`, body)
         d.data.password = ''
-        SM.notifyDone('Lamassu connection saved')
+        SM.notifyDone(SM.t('lamassu_saved'))
         await this.loadFunding()
       } catch (error) {
-        SM.notifyError(error, 'Could not save the Lamassu connection')
+        SM.notifyError(error, SM.t('lamassu_could_not_save'))
       } finally {
         d.saving = false
       }
@@ -115,7 +115,7 @@ window.SMSources = {
       try {
         d.result = await SM.request('POST', `/machines/${d.machine.id}/lamassu/test`)
       } catch (error) {
-        SM.notifyError(error, 'Could not test the connection')
+        SM.notifyError(error, SM.t('lamassu_could_not_test'))
       } finally {
         d.testing = false
       }
@@ -125,12 +125,12 @@ window.SMSources = {
       d.polling = true
       try {
         const r = await SM.request('POST', `/machines/${d.machine.id}/lamassu/poll`)
-        if (r.error) SM.notifyError({message: r.error}, 'Poll failed')
-        else SM.notifyDone(`${r.landed} new sale(s) landed`)
+        if (r.error) SM.notifyError({message: r.error}, SM.t('lamassu_poll_failed'))
+        else SM.notifyDone(SM.t('lamassu_landed', {count: SM.count(r.landed)}))
         d.status = await SM.request('GET', `/machines/${d.machine.id}/lamassu`)
         await this.loadMachines()
       } catch (error) {
-        SM.notifyError(error, 'Could not poll')
+        SM.notifyError(error, SM.t('lamassu_could_not_poll'))
       } finally {
         d.polling = false
       }
