@@ -868,7 +868,10 @@ class LamassuSales:
                 status, dispense, confirmed = "insufficientFunds", False, False
             elif row.kind == "eth":
                 coin, atoms = "ETH", 10**18
-            created = self.month_start + timedelta(days=row.day)
+            # Written now, as the machine would: a source lands only what was
+            # made after it was connected (issue 18), and the month's events
+            # come in day order, so the rows keep the month's order.
+            created = datetime.now(timezone.utc)
             self._run(
                 self.conn.execute(
                     """INSERT INTO cash_out_txs (id, device_id, crypto_atoms,
